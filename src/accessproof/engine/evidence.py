@@ -1,0 +1,167 @@
+"""OTLP spans in, evidence records out.
+
+This is the engine's hot path: every span received passes through
+:func:`evidence_from_request`. It touches only the attributes on the allow-list,
+scrubs their values with the same rules as the library, and builds plain slotted
+records (no validation framework per span).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from accessproof.conventions import RESOURCE_KEYS, Attr, Step
+from accessproof.redact import ALLOWED_KEYS, AttributeValue, clean_value
+
+logger = logging.getLogger(__name__)
+
+_STATUS_ERROR = 2
+_STEPS = {step.value: step for step in Step}
+_RESOURCE_KEYS = frozenset(RESOURCE_KEYS)
+
+
+@dataclass(slots=True)
+class SpanEvidence:
+    """One span of a run, reduced to what the verdict needs.
+
+    ``trace_id`` and ``span_id`` are lowercase hex; times are unix nanoseconds.
+    ``attributes`` holds only allow-listed, scrubbed span attributes and
+    ``resource`` only the deploy attributes of :data:`RESOURCE_KEYS`.
+    """
+
+    event_id: str
+    step: Step
+    trace_id: str
+    span_id: str
+    start_ns: int
+    end_ns: int
+    ok: bool
+    error_type: str | None = None
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    resource: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def drill(self) -> bool:
+        return self.attributes.get(Attr.DRILL) is True
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one export request held: evidence, and counts of what was left out.
+
+    ``ignored`` counts spans without ``stripe.event.id`` (not ours: accepted and
+    dropped). ``rejected`` counts spans that claimed to be a run's but could not be
+    used, by reason; they are reported back to the client as a partial success.
+    """
+
+    evidence: list[SpanEvidence] = field(default_factory=list)
+    ignored: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    redacted: int = 0
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(self.rejected.values())
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def rejection_message(self) -> str:
+        parts = (f"{count} {reason}" for reason, count in sorted(self.rejected.items()))
+        return "rejected spans: " + ", ".join(parts)
+
+
+def _any_value(value: Any) -> object:
+    """Convert an OTLP ``AnyValue`` to a Python value, or ``None`` when unusable."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "array_value":
+        items = [_any_value(item) for item in value.array_value.values]
+        return items if all(isinstance(item, str) for item in items) else None
+    return None
+
+
+def _resource_attributes(attributes: Iterable[Any]) -> dict[str, str]:
+    resource: dict[str, str] = {}
+    for kv in attributes:
+        if kv.key in _RESOURCE_KEYS:
+            value = clean_value(_any_value(kv.value))
+            if isinstance(value, str):
+                resource[kv.key] = value
+    return resource
+
+
+def evidence_from_request(request: ExportTraceServiceRequest) -> Decoded:
+    """Turn one OTLP trace export request into evidence."""
+    decoded = Decoded()
+    for resource_spans in request.resource_spans:
+        resource: dict[str, str] | None = None
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attributes: dict[str, AttributeValue] = {}
+                for kv in span.attributes:
+                    key = kv.key
+                    if key not in ALLOWED_KEYS:
+                        continue
+                    value = clean_value(_any_value(kv.value))
+                    if value is None:
+                        decoded.redacted += 1
+                    else:
+                        attributes[key] = value
+                event_id = attributes.get(Attr.EVENT_ID)
+                if event_id is None:
+                    decoded.ignored += 1
+                    continue
+                if resource is None:
+                    resource = _resource_attributes(resource_spans.resource.attributes)
+                _append(decoded, span, attributes, event_id, resource)
+    return decoded
+
+
+def _append(
+    decoded: Decoded,
+    span: Any,
+    attributes: dict[str, AttributeValue],
+    event_id: AttributeValue,
+    resource: dict[str, str],
+) -> None:
+    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
+        decoded.reject("invalid stripe.event.id")
+        return
+    step = _STEPS.get(str(attributes.get(Attr.STEP)))
+    if step is None:
+        decoded.reject("missing or unknown accessproof.step")
+        return
+    if len(span.trace_id) != 16 or len(span.span_id) != 8:
+        decoded.reject("invalid trace or span id")
+        return
+    ok = span.status.code != _STATUS_ERROR
+    error_type = attributes.get(Attr.ERROR_TYPE)
+    decoded.evidence.append(
+        SpanEvidence(
+            event_id=event_id,
+            step=step,
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            start_ns=span.start_time_unix_nano,
+            end_ns=span.end_time_unix_nano or span.start_time_unix_nano,
+            ok=ok,
+            error_type=None if ok else str(error_type or "error"),
+            attributes=attributes,
+            resource=resource,
+        )
+    )

@@ -1,0 +1,126 @@
+"""The one allow-list of attribute keys, and the value scrubber behind it.
+
+Both halves use this module: the library before anything enters a span, and the
+engine before anything enters its store, so an app that skipped the library still
+cannot leak a card number into accessproof.
+
+A key outside :data:`ALLOWED_KEYS` is dropped. A value is dropped whole when any
+part of it looks like a secret or personal data (see :func:`is_sensitive`); the
+caller logs a warning naming the key, never the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from accessproof.conventions import RESOURCE_KEYS, Attr
+
+AttributeValue = str | bool | int | float | Sequence[str]
+
+#: Every attribute key that may travel on a span of a run, or be stored by the engine.
+ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
+    value
+    for name, value in vars(Attr).items()
+    if not name.startswith("_") and isinstance(value, str)
+) | frozenset(RESOURCE_KEYS)
+
+#: Longest string kept; ids, plan names and status words are far shorter.
+MAX_STRING_LENGTH: Final = 256
+#: Most elements kept in one list attribute.
+MAX_SEQUENCE_LENGTH: Final = 64
+
+_CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+_SECRET_PATTERNS = re.compile(
+    "|".join(
+        (
+            r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{6,}",  # secret and restricted API keys
+            r"\bwhsec_[0-9A-Za-z+/=]{6,}",  # webhook signing secrets
+            r"_secret_[0-9A-Za-z]{4,}",  # payment intent, setup intent, checkout
+            r"(?i:\bbearer\s+\S{8,})",  # bearer tokens in any header-like text
+            r"\beyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",  # JSON web tokens
+            r"[0-9A-Za-z._%+-]+@[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*\.[A-Za-z]{2,}",
+            r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}"
+            r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",  # IPv4 addresses
+        )
+    )
+)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Return whether a string of digits passes the Luhn checksum."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if index % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def _has_card_number(text: str) -> bool:
+    for match in _CARD_CANDIDATE.finditer(text):
+        digits = match.group().replace(" ", "").replace("-", "")
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            return True
+    return False
+
+
+def is_sensitive(text: str) -> bool:
+    """Return whether text holds a card number, a secret, a token or an email."""
+    return _SECRET_PATTERNS.search(text) is not None or _has_card_number(text)
+
+
+def clean_value(value: object) -> AttributeValue | None:
+    """Return an attribute value safe to export, or ``None`` to drop it.
+
+    Accepts what OpenTelemetry accepts (str, bool, int, float and homogeneous
+    sequences of str); strings are cut to :data:`MAX_STRING_LENGTH` and sequences
+    to :data:`MAX_SEQUENCE_LENGTH`. Anything sensitive or of another type is
+    dropped whole.
+    """
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if is_sensitive(value):
+            return None
+        return value[:MAX_STRING_LENGTH]
+    if isinstance(value, Sequence | frozenset | set) and not isinstance(
+        value, bytes | bytearray
+    ):
+        items: list[str] = []
+        for item in value:
+            if not isinstance(item, str) or is_sensitive(item):
+                return None
+            items.append(item[:MAX_STRING_LENGTH])
+        return tuple(items[:MAX_SEQUENCE_LENGTH])
+    return None
+
+
+def clean_attributes(
+    attributes: Mapping[str, object],
+) -> tuple[dict[str, AttributeValue], list[str]]:
+    """Split attributes into the ones safe to export and the keys that were dropped.
+
+    A key is dropped when it is not on the allow-list, when its value is ``None``,
+    or when :func:`clean_value` refuses the value.
+    """
+    kept: dict[str, AttributeValue] = {}
+    dropped: list[str] = []
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        cleaned = clean_value(value) if key in ALLOWED_KEYS else None
+        if cleaned is None:
+            dropped.append(key)
+        else:
+            kept[key] = cleaned
+    return kept, dropped
+
+
+def drop_sensitive(values: Iterable[str]) -> list[str]:
+    """Return the strings of ``values`` that are safe to keep, in order."""
+    return [value for value in values if not is_sensitive(value)]

@@ -1,0 +1,60 @@
+"""Durable state: the store contract and its backends."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from accessproof.store.base import (
+    ExportKind,
+    IncidentQuery,
+    OutboxEntry,
+    Store,
+    Subject,
+    Transaction,
+)
+
+DEFAULT_STORE_URL = "sqlite:///./accessproof.db"
+
+
+class StoreURLError(ValueError):
+    """A ``--store`` URL this engine cannot open."""
+
+
+def open_store(url: str) -> Store:
+    """Open the store a URL names.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and
+    ``sqlite:///:memory:`` open the embedded store; ``postgresql://...`` opens
+    the shared one (needs the ``postgresql`` extra).
+    """
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from accessproof.store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite://")
+        if not path.startswith("/"):
+            raise StoreURLError(f"store URL {url!r}: write sqlite:///PATH")
+        path = path[1:]
+        if not path:
+            raise StoreURLError(f"store URL {url!r} names no file")
+        return SqliteStore(path)
+    if scheme in ("postgresql", "postgres"):
+        from accessproof.store.postgresql import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreURLError(
+        f"store URL {url!r}: the scheme must be sqlite:// or postgresql://"
+    )
+
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "ExportKind",
+    "IncidentQuery",
+    "OutboxEntry",
+    "Store",
+    "StoreURLError",
+    "Subject",
+    "Transaction",
+    "open_store",
+]

@@ -1,0 +1,339 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+One engine process owns the file. Writes go through one connection behind
+``_write_lock``; reads for the API use a second connection behind ``_read_lock``,
+which WAL lets run beside a write. ``synchronous=FULL`` makes each committed
+transaction survive a power cut, not only a process crash: the engine batches a
+whole OTLP request into one transaction, so that costs one sync per request.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from accessproof.conventions import IncidentState, Reason, RunState
+from accessproof.engine.incidents import Incident
+from accessproof.engine.model import Run, _facts_from_dict
+from accessproof.store.base import (
+    ExportKind,
+    IncidentQuery,
+    OutboxEntry,
+    Subject,
+    incident_cursor,
+    parse_cursor,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    event_id    TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    drill       INTEGER NOT NULL,
+    deadline_ns INTEGER,
+    decided_ns  INTEGER,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_ns)
+    WHERE deadline_ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_decided ON runs (decided_ns)
+    WHERE decided_ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+CREATE TABLE IF NOT EXISTS incidents (
+    id          TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    drill       INTEGER NOT NULL,
+    opened_ns   INTEGER NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_event ON incidents (event_id);
+CREATE INDEX IF NOT EXISTS incidents_listing ON incidents (opened_ns DESC, id DESC);
+CREATE TABLE IF NOT EXISTS subjects (
+    subject  TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    facts    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     TEXT NOT NULL,
+    incident TEXT NOT NULL
+);
+"""
+
+def _dump_run(run: Run) -> tuple[str, str, str, int, int | None, int | None, str]:
+    return (
+        run.event_id,
+        run.state.value,
+        run.event_type,
+        int(run.drill),
+        run.deadline_ns,
+        run.decided_ns,
+        json.dumps(run.to_dict(), separators=(",", ":")),
+    )
+
+
+def _load_run(doc: str) -> Run:
+    return Run.from_dict(json.loads(doc))
+
+
+def _opened_ns(incident: Incident) -> int:
+    return int(incident.opened_at.timestamp() * 1_000_000_000)
+
+
+class _SqliteTransaction:
+    """A ``BEGIN IMMEDIATE`` transaction on the writer connection."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def load_runs(self, event_ids: Collection[str]) -> dict[str, Run]:
+        found: dict[str, Run] = {}
+        ids = list(event_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT doc FROM runs WHERE event_id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            for (doc,) in rows:
+                run = _load_run(doc)
+                found[run.event_id] = run
+        return found
+
+    def claim_due(self, now_ns: int, limit: int) -> list[Run]:
+        rows = self._db.execute(
+            "SELECT doc FROM runs WHERE deadline_ns <= ? ORDER BY deadline_ns LIMIT ?",
+            (now_ns, limit),
+        )
+        return [_load_run(doc) for (doc,) in rows]
+
+    def load_subjects(self, keys: Collection[str]) -> dict[str, Subject]:
+        found: dict[str, Subject] = {}
+        for key in keys:
+            row = self._db.execute(
+                "SELECT event_id, facts FROM subjects WHERE subject = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                found[key] = Subject(key, row[0], _facts_from_dict(json.loads(row[1])))
+        return found
+
+    def load_incidents(self, ids: Collection[str]) -> dict[str, Incident]:
+        found: dict[str, Incident] = {}
+        for incident_id in ids:
+            row = self._db.execute(
+                "SELECT doc FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+            if row is not None:
+                found[incident_id] = Incident.model_validate_json(row[0])
+        return found
+
+    def save_runs(self, runs: Collection[Run]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [_dump_run(run) for run in runs],
+        )
+
+    def save_subjects(self, subjects: Collection[Subject]) -> None:
+        from dataclasses import asdict
+
+        self._db.executemany(
+            "INSERT OR REPLACE INTO subjects VALUES (?, ?, ?)",
+            [
+                (s.key, s.event_id, json.dumps(asdict(s.facts), separators=(",", ":")))
+                for s in subjects
+            ],
+        )
+
+    def save_incidents(self, incidents: Collection[Incident]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    i.id,
+                    i.event_id,
+                    i.reason.value,
+                    i.state.value,
+                    i.event_type,
+                    int(i.drill),
+                    _opened_ns(i),
+                    i.model_dump_json(),
+                )
+                for i in incidents
+            ],
+        )
+
+    def enqueue_export(self, kind: ExportKind, incident: Incident) -> None:
+        self._db.execute(
+            "INSERT INTO outbox (kind, incident) VALUES (?, ?)",
+            (kind.value, incident.model_dump_json()),
+        )
+
+
+class SqliteStore:
+    """Runs, incidents and the export outbox in one SQLite file."""
+
+    exclusive = True
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._reader = self._connect() if self.path != ":memory:" else self._writer
+        self._write_lock = threading.RLock()
+        self._read_lock = (
+            self._write_lock if self.path == ":memory:" else (threading.Lock())
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SqliteTransaction]:
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def _read(
+        self, sql: str, params: tuple[object, ...] = ()
+    ) -> list[tuple[object, ...]]:
+        with self._read_lock:
+            return list(self._reader.execute(sql, params))
+
+    def get_run(self, event_id: str) -> Run | None:
+        rows = self._read("SELECT doc FROM runs WHERE event_id = ?", (event_id,))
+        return _load_run(str(rows[0][0])) if rows else None
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        rows = self._read("SELECT doc FROM incidents WHERE id = ?", (incident_id,))
+        return Incident.model_validate_json(str(rows[0][0])) if rows else None
+
+    def incidents_of(self, event_id: str) -> list[Incident]:
+        rows = self._read(
+            "SELECT doc FROM incidents WHERE event_id = ? ORDER BY opened_ns, id",
+            (event_id,),
+        )
+        return [Incident.model_validate_json(str(doc)) for (doc,) in rows]
+
+    def list_incidents(self, query: IncidentQuery) -> tuple[list[Incident], str | None]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if query.states is not None:
+            clauses.append(f"state IN ({','.join('?' * len(query.states))})")
+            params.extend(sorted(state.value for state in query.states))
+        if query.reason is not None:
+            clauses.append("reason = ?")
+            params.append(query.reason.value)
+        if query.event_type is not None:
+            clauses.append("event_type = ?")
+            params.append(query.event_type)
+        if query.drill is not None:
+            clauses.append("drill = ?")
+            params.append(int(query.drill))
+        if query.cursor is not None:
+            opened, incident_id = parse_cursor(query.cursor)
+            clauses.append("(opened_ns < ? OR (opened_ns = ? AND id < ?))")
+            params.extend((opened, opened, incident_id))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"SELECT doc FROM incidents {where} "  # noqa: S608
+            "ORDER BY opened_ns DESC, id DESC LIMIT ?",
+            (*params, query.limit + 1),
+        )
+        incidents = [Incident.model_validate_json(str(doc)) for (doc,) in rows]
+        page = incidents[: query.limit]
+        more = len(incidents) > query.limit
+        return page, incident_cursor(page[-1]) if more and page else None
+
+    def acknowledge(self, incident_id: str, by: str, at_ns: int) -> Incident | None:
+        with self.transaction() as tx:
+            incident = tx.load_incidents([incident_id]).get(incident_id)
+            if incident is None or incident.state is not IncidentState.OPEN:
+                return incident
+            incident = incident.model_copy(
+                update={
+                    "state": IncidentState.ACKNOWLEDGED,
+                    "acknowledged_by": by,
+                    "acknowledged_at": datetime.fromtimestamp(at_ns / 1e9, UTC),
+                }
+            )
+            tx.save_incidents([incident])
+            return incident
+
+    def open_incident_counts(self) -> dict[Reason, int]:
+        rows = self._read(
+            "SELECT reason, COUNT(*) FROM incidents WHERE state != ? GROUP BY reason",
+            (IncidentState.RESOLVED.value,),
+        )
+        return {Reason(str(reason)): int(str(count)) for reason, count in rows}
+
+    def open_run_count(self) -> int:
+        rows = self._read(
+            "SELECT COUNT(*) FROM runs WHERE state = ?", (RunState.OPEN.value,)
+        )
+        return int(str(rows[0][0]))
+
+    def pending_exports(self, limit: int) -> list[OutboxEntry]:
+        rows = self._read(
+            "SELECT seq, kind, incident FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [
+            OutboxEntry(
+                int(str(seq)),
+                ExportKind(str(kind)),
+                Incident.model_validate_json(str(doc)),
+            )
+            for seq, kind, doc in rows
+        ]
+
+    def exported(self, seqs: Collection[int]) -> None:
+        with self._write_lock:
+            self._writer.executemany(
+                "DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs]
+            )
+
+    def purge(self, decided_before_ns: int) -> int:
+        with self.transaction() as tx:
+            db = tx._db
+            db.execute(
+                "DELETE FROM incidents WHERE event_id IN (SELECT event_id FROM runs "
+                "WHERE decided_ns < ? AND state != ?)",
+                (decided_before_ns, RunState.OPEN.value),
+            )
+            cursor = db.execute(
+                "DELETE FROM runs WHERE decided_ns < ? AND state != ?",
+                (decided_before_ns, RunState.OPEN.value),
+            )
+            return cursor.rowcount
+
+    def iter_open_runs(self) -> Iterator[Run]:
+        rows = self._read(
+            "SELECT doc FROM runs WHERE state = ?", (RunState.OPEN.value,)
+        )
+        for (doc,) in rows:
+            yield _load_run(str(doc))
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._reader is not self._writer:
+                self._reader.close()
+            self._writer.close()
