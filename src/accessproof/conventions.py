@@ -33,7 +33,9 @@ class Attr:
     CUSTOMER_ID: Final = "stripe.customer.id"
     SUBSCRIPTION_ID: Final = "stripe.subscription.id"
     SUBSCRIPTION_STATUS: Final = "stripe.subscription.status"
-    SUBSCRIPTION_CANCEL_AT_PERIOD_END: Final = "stripe.subscription.cancel_at_period_end"
+    SUBSCRIPTION_CANCEL_AT_PERIOD_END: Final = (
+        "stripe.subscription.cancel_at_period_end"
+    )
     SUBSCRIPTION_CURRENT_PERIOD_END: Final = "stripe.subscription.current_period_end"
     PRICE_IDS: Final = "stripe.price.ids"
     PRICE_LOOKUP_KEYS: Final = "stripe.price.lookup_keys"

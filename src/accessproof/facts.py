@@ -71,7 +71,7 @@ class ProviderFacts:
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, object]) -> ProviderFacts:
-        """Read facts back from ``webhook`` span attributes; wrong types become unknown."""
+        """Read facts back from ``webhook`` span attributes (bad types: unknown)."""
         get = attributes.get
         drill = _text(get(Attr.DRILL_MODE))
         return cls(
@@ -171,7 +171,9 @@ def _invoice_facts(invoice: Mapping[str, Any]) -> dict[str, Any]:
         prices.append(_ref(pricing.get("price")) or _text(legacy.get("id")))
         products.append(_ref(pricing.get("product")) or _ref(legacy.get("product")))
     period_ends = [
-        end for line in lines if (end := _integer(_mapping(line.get("period")).get("end")))
+        end
+        for line in lines
+        if (end := _integer(_mapping(line.get("period")).get("end")))
     ]
     return {
         "subscription_id": _ref(details.get("subscription"))
@@ -180,8 +182,7 @@ def _invoice_facts(invoice: Mapping[str, Any]) -> dict[str, Any]:
         "current_period_end": max(period_ends) if period_ends else None,
         "price_ids": _unique(prices),
         "product_ids": _unique(products),
-        "drill_mode": _drill_from_metadata(invoice)
-        or _drill_from_metadata(details),
+        "drill_mode": _drill_from_metadata(invoice) or _drill_from_metadata(details),
     }
 
 

@@ -76,8 +76,11 @@ class ServeSettings(BaseSettings):
         """Refuse to listen beyond loopback without a token, unless behind a proxy."""
         if self.behind_proxy:
             return self
-        for name, token in (("otlp_http", self.otlp_token), ("otlp_grpc", self.otlp_token),
-                            ("http", self.api_token)):
+        for name, token in (
+            ("otlp_http", self.otlp_token),
+            ("otlp_grpc", self.otlp_token),
+            ("http", self.api_token),
+        ):
             host, _ = split_host_port(getattr(self, name))
             if not is_loopback(host) and not token:
                 token_name = "otlp_token" if name.startswith("otlp") else "api_token"

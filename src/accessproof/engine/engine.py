@@ -11,6 +11,7 @@ one worker thread only; tests call it directly.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -73,7 +74,9 @@ class SpansReceived:
     rejected: dict[str, int]
 
 
-EngineEvent = RunDecided | IncidentOpened | IncidentResolved | LateEvidence | SpansReceived
+EngineEvent = (
+    RunDecided | IncidentOpened | IncidentResolved | LateEvidence | SpansReceived
+)
 
 
 class Listener(Protocol):
@@ -135,17 +138,21 @@ class Engine:
             )
         )
         if by_event:
-            self._commit(batch, lambda tx: self._fold(tx, batch, by_event))
+            self._commit(
+                batch, functools.partial(self._fold, batch=batch, by_event=by_event)
+            )
         else:
             self._notify(batch.events)
 
     def tick(self, now_ns: int | None = None, limit: int = 1000) -> int:
-        """Fire every deadline due at ``now_ns`` (default: the clock); return how many."""
+        """Fire every deadline due at ``now_ns`` (default: now); return how many."""
         now = self.clock.now_ns() if now_ns is None else now_ns
         fired = 0
         while True:
             batch = _Batch(now_ns=now)
-            self._commit(batch, lambda tx: self._fire_due(tx, batch, limit))
+            self._commit(
+                batch, functools.partial(self._fire_due, batch=batch, limit=limit)
+            )
             fired += len(batch.runs)
             if len(batch.runs) < limit:
                 break
@@ -192,7 +199,11 @@ class Engine:
         self._notify(batch.events)
 
     def _fold(
-        self, tx: Transaction, batch: _Batch, by_event: dict[str, list[SpanEvidence]]
+        self,
+        tx: Transaction,
+        *,
+        batch: _Batch,
+        by_event: dict[str, list[SpanEvidence]],
     ) -> None:
         runs = self._load(tx, by_event.keys())
         learned: list[Run] = []
@@ -210,7 +221,7 @@ class Engine:
         for run in batch.runs.values():
             self._evaluate(tx, batch, run)
 
-    def _fire_due(self, tx: Transaction, batch: _Batch, limit: int) -> None:
+    def _fire_due(self, tx: Transaction, *, batch: _Batch, limit: int) -> None:
         for stored in tx.claim_due(batch.now_ns, limit):
             run = self._cache.get(stored.event_id, stored)
             batch.runs[run.event_id] = run
@@ -271,9 +282,10 @@ class Engine:
         run.deadline_ns = verdict.deadline_ns
         if verdict.state is RunState.PROVEN:
             self._prove(batch, run)
-        elif verdict.state is RunState.INCIDENT:
-            if run.state is RunState.OPEN or verdict.reason is not run.reason:
-                self._raise(batch, run, verdict, expectation)
+        elif verdict.state is RunState.INCIDENT and (
+            run.state is RunState.OPEN or verdict.reason is not run.reason
+        ):
+            self._raise(batch, run, verdict, expectation)
 
     def _prove(self, batch: _Batch, run: Run) -> None:
         run.deadline_ns = None
@@ -338,7 +350,9 @@ class Engine:
                 "state": IncidentState.RESOLVED,
                 "resolved_at": resolved_at,
                 "resolution": resolution,
-                "resolution_seconds": (resolved_at - incident.opened_at).total_seconds(),
+                "resolution_seconds": (
+                    resolved_at - incident.opened_at
+                ).total_seconds(),
             }
         )
         batch.incidents[:] = [i for i in batch.incidents if i.id != incident_id]

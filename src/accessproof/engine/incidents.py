@@ -8,6 +8,7 @@ side effects already happened, and the operator's safe way back.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -318,7 +319,7 @@ def _datetime(now_ns: int) -> datetime:
     return datetime.fromtimestamp(now_ns / 1e9, UTC)
 
 
-def _join(steps: list[Step]) -> str:
+def _join(steps: Sequence[Step]) -> str:
     names = [str(step) for step in steps]
     if len(names) == 1:
         return names[0]

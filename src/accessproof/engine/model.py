@@ -160,13 +160,10 @@ class Run:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        facts = None
-        if self.facts is not None:
-            facts = {f.name: getattr(self.facts, f.name) for f in fields(self.facts)}
         return {
             "event_id": self.event_id,
             "first_seen_ns": self.first_seen_ns,
-            "facts": facts,
+            "facts": facts_to_dict(self.facts) if self.facts else None,
             "attempts": {
                 step.value: [a.to_dict() for a in attempts]
                 for step, attempts in self.attempts.items()
@@ -186,7 +183,7 @@ class Run:
     def from_dict(cls, data: dict[str, Any]) -> Run:
         facts = None
         if data["facts"] is not None:
-            facts = _facts_from_dict(data["facts"])
+            facts = facts_from_dict(data["facts"])
         return cls(
             event_id=data["event_id"],
             first_seen_ns=data["first_seen_ns"],
@@ -207,7 +204,16 @@ class Run:
         )
 
 
-def _facts_from_dict(data: dict[str, Any]) -> ProviderFacts:
+_FACT_FIELDS = tuple(f.name for f in fields(ProviderFacts))
+
+
+def facts_to_dict(facts: ProviderFacts) -> dict[str, Any]:
+    """Return provider facts as a JSON-ready mapping (tuples become lists)."""
+    return {name: getattr(facts, name) for name in _FACT_FIELDS}
+
+
+def facts_from_dict(data: dict[str, Any]) -> ProviderFacts:
+    """Rebuild provider facts from :func:`facts_to_dict` output."""
     values = dict(data)
     for name in ("price_ids", "lookup_keys", "product_ids"):
         values[name] = tuple(values.get(name) or ())

@@ -216,9 +216,9 @@ def _access_mismatch(
         return "the entitlement read-back did not report access (granted or revoked)"
     if observed.access is not expectation.access:
         return f"expected access {expectation.access}, observed {observed.access}"
-    if rules.known_plans is not None and observed.plan is not None:
-        if observed.plan not in rules.known_plans:
-            return f"observed plan {observed.plan!r} is not in the catalog"
+    known = rules.known_plans
+    if known is not None and observed.plan is not None and observed.plan not in known:
+        return f"observed plan {observed.plan!r} is not in the catalog"
     if expectation.plan is not None and observed.plan != expectation.plan:
         seen = repr(observed.plan) if observed.plan else "no plan"
         return f"expected plan {expectation.plan!r}, observed {seen}"

@@ -133,7 +133,7 @@ def incident_cursor(incident: Incident) -> str:
 
 
 def parse_cursor(cursor: str) -> tuple[int, str]:
-    """Split a cursor made by :func:`incident_cursor`; raises ValueError if malformed."""
+    """Split a cursor made by :func:`incident_cursor`; ValueError if malformed."""
     opened, _, incident_id = cursor.partition(":")
     if not incident_id.startswith("inc_"):
         raise ValueError(f"malformed cursor {cursor!r}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from accessproof.conventions import IncidentState, Reason, RunState
 from accessproof.engine.incidents import Incident
-from accessproof.engine.model import Run, _facts_from_dict
+from accessproof.engine.model import Run, facts_from_dict, facts_to_dict
 from accessproof.store.base import (
     ExportKind,
     IncidentQuery,
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 """
 
+
 def _dump_run(run: Run) -> tuple[str, str, str, int, int | None, int | None, str]:
     return (
         run.event_id,
@@ -78,6 +79,13 @@ def _dump_run(run: Run) -> tuple[str, str, str, int, int | None, int | None, str
         run.decided_ns,
         json.dumps(run.to_dict(), separators=(",", ":")),
     )
+
+
+def _chunks(keys: Collection[str], size: int = 500) -> Iterator[list[str]]:
+    """Split keys into lists short enough for one ``IN (...)`` clause."""
+    keys = list(keys)
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
 
 
 def _load_run(doc: str) -> Run:
@@ -96,12 +104,10 @@ class _SqliteTransaction:
 
     def load_runs(self, event_ids: Collection[str]) -> dict[str, Run]:
         found: dict[str, Run] = {}
-        ids = list(event_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in _chunks(event_ids):
             rows = self._db.execute(
-                f"SELECT doc FROM runs WHERE event_id IN ({marks})",  # noqa: S608
+                "SELECT doc FROM runs "  # noqa: S608
+                f"WHERE event_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
             for (doc,) in rows:
@@ -118,12 +124,14 @@ class _SqliteTransaction:
 
     def load_subjects(self, keys: Collection[str]) -> dict[str, Subject]:
         found: dict[str, Subject] = {}
-        for key in keys:
-            row = self._db.execute(
-                "SELECT event_id, facts FROM subjects WHERE subject = ?", (key,)
-            ).fetchone()
-            if row is not None:
-                found[key] = Subject(key, row[0], _facts_from_dict(json.loads(row[1])))
+        for chunk in _chunks(keys):
+            rows = self._db.execute(
+                "SELECT subject, event_id, facts FROM subjects "  # noqa: S608
+                f"WHERE subject IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for key, event_id, facts in rows:
+                found[key] = Subject(key, event_id, facts_from_dict(json.loads(facts)))
         return found
 
     def load_incidents(self, ids: Collection[str]) -> dict[str, Incident]:
@@ -143,12 +151,14 @@ class _SqliteTransaction:
         )
 
     def save_subjects(self, subjects: Collection[Subject]) -> None:
-        from dataclasses import asdict
-
         self._db.executemany(
             "INSERT OR REPLACE INTO subjects VALUES (?, ?, ?)",
             [
-                (s.key, s.event_id, json.dumps(asdict(s.facts), separators=(",", ":")))
+                (
+                    s.key,
+                    s.event_id,
+                    json.dumps(facts_to_dict(s.facts), separators=(",", ":")),
+                )
                 for s in subjects
             ],
         )
