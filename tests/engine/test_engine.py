@@ -148,9 +148,7 @@ def test_missing_entitlement_becomes_access_not_changed_at_its_deadline(
     event_id = str(event["id"])
     start = clock.now_ns()
     engine.ingest(
-        spans.batch(
-            spans.webhook(event, start), spans.reconcile(event_id, start + NS)
-        ),
+        spans.batch(spans.webhook(event, start), spans.reconcile(event_id, start + NS)),
         "http",
     )
 
