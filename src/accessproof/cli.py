@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="allow listening beyond loopback without tokens (a proxy authenticates)",
     )
+    serve.add_argument(
+        "--ready-file",
+        help="write the bound addresses here as JSON once listening (for scripts)",
+    )
     serve.set_defaults(handler=_serve)
 
     runs = commands.add_parser("runs", help="read runs").add_subparsers(
@@ -155,6 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
         "logs_endpoint": args.logs_endpoint,
         "logs_protocol": args.logs_protocol,
         "behind_proxy": args.behind_proxy,
+        "ready_file": args.ready_file,
     }
     try:
         settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})

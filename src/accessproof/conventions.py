@@ -154,5 +154,8 @@ class DrillMode(StrEnum):
 
 DRILL_METADATA_KEY: Final = "accessproof_drill"
 
+#: The job-carrier key that carries a drill's mode to a worker.
+DRILL_CARRIER_KEY: Final = "accessproof-drill"
+
 #: The plan name a falsified drill read-back reports.
 DRILL_FALSE_PLAN: Final = "accessproof-drill-wrong-plan"

@@ -36,11 +36,11 @@ _CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _SECRET_PATTERNS = re.compile(
     "|".join(
         (
-            r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{6,}",  # secret and restricted API keys
-            r"\bwhsec_[0-9A-Za-z+/=]{6,}",  # webhook signing secrets
+            r"(?<![0-9A-Za-z])[sr]k_(?:live|test)_[0-9A-Za-z]{6,}",  # secret and restricted API keys
+            r"(?<![0-9A-Za-z])whsec_[0-9A-Za-z+/=]{6,}",  # webhook signing secrets
             r"_secret_[0-9A-Za-z]{4,}",  # payment intent, setup intent, checkout
-            r"(?i:\bbearer\s+\S{8,})",  # bearer tokens in any header-like text
-            r"\beyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",  # JSON web tokens
+            r"(?i:(?<![0-9a-z])bearer\s+\S{8,})",  # bearer tokens in any header-like text
+            r"(?<![0-9A-Za-z])eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",  # JSON web tokens
             r"[0-9A-Za-z._%+-]+@[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*\.[A-Za-z]{2,}",
             r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}"
             r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",  # IPv4 addresses
@@ -71,8 +71,9 @@ def _has_card_number(text: str) -> bool:
 
 
 #: Stripe object ids (``evt_1Nx...``, ``cus_Q...``): one underscore, no secret
-#: prefix. The engine meets thousands a second, so they skip the full scan.
-_PLAIN_ID = re.compile(r"(?!whsec_)[a-z]{1,12}_[0-9A-Za-z]{1,64}")
+#: prefix, no run of digits long enough to be a card number. The engine meets
+#: thousands a second, so they skip the full scan.
+_PLAIN_ID = re.compile(r"(?!whsec_)[a-z]{1,12}_(?![0-9A-Za-z]*\d{13})[0-9A-Za-z]{1,64}")
 
 
 def is_sensitive(text: str) -> bool:

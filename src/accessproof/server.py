@@ -8,8 +8,9 @@ everything that can be wrong with the configuration before it binds a port.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
@@ -127,6 +128,8 @@ class Server:
                 self._publisher.run(self._stopping)
             )
         self.service.start()
+        if settings.ready_file is not None:
+            settings.ready_file.write_text(json.dumps(asdict(self.endpoints)))
         logger.info(
             "accessproof %s serving: OTLP/HTTP %s, OTLP/gRPC %s, API %s, store %s",
             __version__,

@@ -57,6 +57,7 @@ class ServeSettings(BaseSettings):
     max_pending_requests: int = Field(default=64, gt=0)
     tick_interval: float = Field(default=0.25, gt=0)
     public_url: str | None = None
+    ready_file: Path | None = None
 
     @field_validator("otlp_http", "otlp_grpc", "http")
     @classmethod
