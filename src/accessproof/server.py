@@ -123,6 +123,7 @@ class Server:
                 self.store,
                 build_log_exporter(settings.logs_endpoint, settings.logs_protocol),
                 clock=self.clock,
+                metrics=self.metrics,
             )
             self._publisher_task = asyncio.create_task(
                 self._publisher.run(self._stopping)
@@ -149,6 +150,8 @@ class Server:
         await self.service.stop()
         if self._publisher_task is not None:
             await self._publisher_task
+        if self._publisher is not None:
+            self._publisher.shutdown()
         self.store.close()
 
     async def _listen(self, app: web.Application, host_port: str) -> str:

@@ -1,0 +1,1 @@
+"""Tests of what leaves the engine: metrics and incident log records."""
