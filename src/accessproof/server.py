@@ -115,6 +115,7 @@ class Server:
                 ready=lambda: self.service.ready,
                 catalog=self.catalog,
                 version=__version__,
+                base_url=settings.base_url,
             )
         )
         self.endpoints.http = await self._listen(web_app, settings.http)

@@ -9,6 +9,7 @@ records (no validation framework per span).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,10 @@ from accessproof.redact import ALLOWED_KEYS, AttributeValue, clean_value
 logger = logging.getLogger(__name__)
 
 _STATUS_ERROR = 2
+#: Stripe event ids: ``evt_`` and letters, digits or underscores (test helpers use
+#: underscores). Anything else never becomes a run, so it never reaches a command
+#: shown to an operator.
+_EVENT_ID = re.compile(r"evt_[0-9A-Za-z_]{1,200}")
 _STEPS = {step.value: step for step in Step}
 _RESOURCE_KEYS = frozenset(RESOURCE_KEYS)
 
@@ -139,7 +144,7 @@ def _append(
     event_id: AttributeValue,
     resource: dict[str, str],
 ) -> None:
-    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
         decoded.reject("invalid stripe.event.id")
         return
     step = _STEPS.get(str(attributes.get(Attr.STEP)))

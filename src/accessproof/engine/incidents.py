@@ -8,6 +8,7 @@ side effects already happened, and the operator's safe way back.
 from __future__ import annotations
 
 import secrets
+import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -255,18 +256,19 @@ def safe_action(run: Run, verdict: Verdict, expected: AccessState) -> str:
 
 
 def _commands(run: Run) -> list[str]:
+    """Read-only Stripe CLI commands; every id is shell-quoted, whatever it holds."""
     facts = run.facts
-    if facts is None:
-        return [f"stripe events retrieve {run.event_id}"]
     commands = []
-    if facts.subscription_id:
-        commands.append(f"stripe subscriptions retrieve {facts.subscription_id}")
-    if facts.customer_id:
+    if facts is not None and facts.subscription_id:
         commands.append(
-            f"stripe entitlements active_entitlements list --customer "
-            f"{facts.customer_id}"
+            f"stripe subscriptions retrieve {shlex.quote(facts.subscription_id)}"
         )
-    commands.append(f"stripe events retrieve {run.event_id}")
+    if facts is not None and facts.customer_id:
+        commands.append(
+            "stripe entitlements active_entitlements list --customer "
+            + shlex.quote(facts.customer_id)
+        )
+    commands.append(f"stripe events retrieve {shlex.quote(run.event_id)}")
     return commands
 
 
