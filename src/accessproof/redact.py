@@ -33,17 +33,26 @@ MAX_STRING_LENGTH: Final = 256
 MAX_SEQUENCE_LENGTH: Final = 64
 
 _CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+#: Not after a letter or digit: a key glued to an id by ``_`` is still a key.
+_START = r"(?<![0-9A-Za-z])"
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1?\d?\d)"
 _SECRET_PATTERNS = re.compile(
     "|".join(
         (
-            r"(?<![0-9A-Za-z])[sr]k_(?:live|test)_[0-9A-Za-z]{6,}",  # secret and restricted API keys
-            r"(?<![0-9A-Za-z])whsec_[0-9A-Za-z+/=]{6,}",  # webhook signing secrets
-            r"_secret_[0-9A-Za-z]{4,}",  # payment intent, setup intent, checkout
-            r"(?i:(?<![0-9a-z])bearer\s+\S{8,})",  # bearer tokens in any header-like text
-            r"(?<![0-9A-Za-z])eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",  # JSON web tokens
+            # secret and restricted API keys
+            _START + r"[sr]k_(?:live|test)_[0-9A-Za-z]{6,}",
+            # webhook signing secrets
+            _START + r"whsec_[0-9A-Za-z+/=]{6,}",
+            # payment intent, setup intent and checkout client secrets
+            r"_secret_[0-9A-Za-z]{4,}",
+            # bearer tokens in any header-like text
+            r"(?i:(?<![0-9a-z])bearer\s+\S{8,})",
+            # JSON web tokens
+            _START + r"eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",
+            # email addresses
             r"[0-9A-Za-z._%+-]+@[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*\.[A-Za-z]{2,}",
-            r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}"
-            r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",  # IPv4 addresses
+            # IPv4 addresses
+            rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\d.])",
         )
     )
 )
