@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from tests.deploy.conftest import TRACE_ID
 from tests.deploy.files import alert_rules, prometheus_queries, substitute
 from tests.deploy.prom import PrometheusServer, PromQLError
 
@@ -73,7 +72,7 @@ def test_event_type_variable_finds_the_event_types(
 
 
 def test_proof_latency_exemplars_carry_the_trace_id(
-    prometheus: PrometheusServer,
+    prometheus: PrometheusServer, healthy_trace_id: str
 ) -> None:
     """Proof-duration exemplars reach Prometheus with the run's trace id."""
     now = time.time()
@@ -87,4 +86,4 @@ def test_proof_latency_exemplars_carry_the_trace_id(
         for entry in series
         for exemplar in entry["exemplars"]
     }
-    assert TRACE_ID in trace_ids
+    assert healthy_trace_id in trace_ids

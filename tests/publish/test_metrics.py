@@ -13,7 +13,7 @@ from accessproof.engine.engine import (
     IncidentResolved,
     RunDecided,
 )
-from accessproof.engine.evidence import Decoded
+from accessproof.engine.evidence import Decoded, Rejection
 from accessproof.engine.incidents import AccessState, Deploy, Incident, OperatorPath
 from accessproof.publish.metrics import OTHER, UNKNOWN, EngineMetrics, render
 from tests.publish.harness import EVENT_TYPE, Billing
@@ -199,7 +199,7 @@ def test_spans_are_counted_received_ignored_and_rejected(
     decoded = Decoded(
         evidence=[billing.webhook("evt_1Spans")],
         ignored=3,
-        rejected={"invalid stripe.event.id": 2},
+        rejected={Rejection.INVALID_EVENT_ID: 2},
     )
 
     billing.engine.ingest(decoded, "grpc")
@@ -211,7 +211,7 @@ def test_spans_are_counted_received_ignored_and_rejected(
         "accessproof_spans_ignored_total", {"transport": "grpc"}
     ) == pytest.approx(3.0)
     assert registry.get_sample_value(
-        "accessproof_spans_rejected_total", {"reason": "invalid stripe.event.id"}
+        "accessproof_spans_rejected_total", {"reason": "invalid_event_id"}
     ) == pytest.approx(2.0)
 
 
@@ -255,7 +255,9 @@ def test_a_resolved_incident_leaves_the_open_gauge(
 def test_event_type_values_are_capped(billing: Billing) -> None:
     """Past the cap, and for values not shaped like an event type, it is other."""
     registry = CollectorRegistry()
-    metrics = EngineMetrics(registry, billing.store, max_event_types=2)
+    metrics = EngineMetrics(
+        registry, billing.store, max_event_types=2, event_types=()
+    )
     types = ["invoice.paid", "invoice.payment_failed", "customer.created", "<b>x</b>"]
 
     metrics.on_events([RunDecided(t, Outcome.SUPERSEDED, False) for t in types])

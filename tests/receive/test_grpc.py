@@ -125,7 +125,7 @@ def test_rejected_span_is_a_partial_success(serve_grpc, sink):
 
     assert response.partial_success.rejected_spans == 1
     assert response.partial_success.error_message == (
-        "rejected spans: 1 missing or unknown accessproof.step"
+        "rejected 1 spans: 1 with accessproof.step is missing or not a known step"
     )
 
 

@@ -161,7 +161,7 @@ def test_rejected_json_span_is_a_partial_success(serve_http, sink):
     assert int(partial["rejectedSpans"]) == 1
     assert (
         partial["errorMessage"]
-        == "rejected spans: 1 missing or unknown accessproof.step"
+        == "rejected 1 spans: 1 with accessproof.step is missing or not a known step"
     )
 
 

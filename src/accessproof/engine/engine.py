@@ -22,7 +22,7 @@ from typing import Protocol
 from accessproof.catalog import Catalog
 from accessproof.conventions import IncidentState, Outcome, RunState, Step
 from accessproof.engine.clock import Clock
-from accessproof.engine.evidence import Decoded, SpanEvidence
+from accessproof.engine.evidence import Decoded, Rejection, SpanEvidence
 from accessproof.engine.incidents import Incident, open_incident
 from accessproof.engine.model import Run
 from accessproof.engine.verdict import Rules, Verdict, decide
@@ -71,7 +71,7 @@ class SpansReceived:
     transport: str
     accepted: int
     ignored: int
-    rejected: dict[str, int]
+    rejected: dict[Rejection, int]
 
 
 EngineEvent = (

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -30,6 +31,29 @@ _STATUS_ERROR = 2
 _EVENT_ID = re.compile(r"evt_[0-9A-Za-z_]{1,200}")
 _STEPS = {step.value: step for step in Step}
 _RESOURCE_KEYS = frozenset(RESOURCE_KEYS)
+
+
+class Rejection(StrEnum):
+    """Why a span that claimed to be a run's could not be used.
+
+    The value is the ``reason`` label of ``accessproof_spans_rejected_total``;
+    :attr:`message` is what the client is told in a partial success.
+    """
+
+    INVALID_EVENT_ID = "invalid_event_id"
+    UNKNOWN_STEP = "unknown_step"
+    INVALID_IDS = "invalid_ids"
+
+    @property
+    def message(self) -> str:
+        return _REJECTION_MESSAGES[self]
+
+
+_REJECTION_MESSAGES = {
+    Rejection.INVALID_EVENT_ID: "stripe.event.id is not a Stripe event id (evt_...)",
+    Rejection.UNKNOWN_STEP: "accessproof.step is missing or not a known step",
+    Rejection.INVALID_IDS: "trace or span id has the wrong length",
+}
 
 
 @dataclass(slots=True)
@@ -68,19 +92,22 @@ class Decoded:
 
     evidence: list[SpanEvidence] = field(default_factory=list)
     ignored: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
+    rejected: dict[Rejection, int] = field(default_factory=dict)
     redacted: int = 0
 
     @property
     def rejected_count(self) -> int:
         return sum(self.rejected.values())
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: Rejection) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def rejection_message(self) -> str:
-        parts = (f"{count} {reason}" for reason, count in sorted(self.rejected.items()))
-        return "rejected spans: " + ", ".join(parts)
+        parts = (
+            f"{count} with {reason.message}"
+            for reason, count in sorted(self.rejected.items())
+        )
+        return f"rejected {self.rejected_count} spans: " + "; ".join(parts)
 
 
 def _any_value(value: Any) -> object:
@@ -145,14 +172,14 @@ def _append(
     resource: dict[str, str],
 ) -> None:
     if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-        decoded.reject("invalid stripe.event.id")
+        decoded.reject(Rejection.INVALID_EVENT_ID)
         return
     step = _STEPS.get(str(attributes.get(Attr.STEP)))
     if step is None:
-        decoded.reject("missing or unknown accessproof.step")
+        decoded.reject(Rejection.UNKNOWN_STEP)
         return
     if len(span.trace_id) != 16 or len(span.span_id) != 8:
-        decoded.reject("invalid trace or span id")
+        decoded.reject(Rejection.INVALID_IDS)
         return
     ok = span.status.code != _STATUS_ERROR
     error_type = attributes.get(Attr.ERROR_TYPE)

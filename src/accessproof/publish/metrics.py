@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from accessproof.conventions import Outcome, Reason
+from accessproof.conventions import Outcome, Reason, Step
 from accessproof.engine.engine import (
     EngineEvent,
     IncidentOpened,
@@ -31,6 +31,8 @@ from accessproof.engine.engine import (
     RunDecided,
     SpansReceived,
 )
+from accessproof.engine.evidence import Rejection
+from accessproof.expect import ACCESS_EVENT_TYPES
 from accessproof.instrument._version import __version__
 from accessproof.store.base import Store
 
@@ -45,6 +47,9 @@ OTHER = "other"
 
 #: The label value for runs whose webhook never arrived, so their type is unknown.
 UNKNOWN = "unknown"
+
+#: The ``transport`` label values: the two OTLP receivers.
+TRANSPORTS = ("http", "grpc")
 
 #: Proof durations run from a worker's seconds to a notification's minutes.
 PROOF_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -142,6 +147,7 @@ class EngineMetrics:
         *,
         version: str = __version__,
         max_event_types: int = MAX_EVENT_TYPES,
+        event_types: Iterable[str] = ACCESS_EVENT_TYPES,
     ) -> None:
         self.registry = registry
         self.event_type = LabelCap(max_event_types)
@@ -207,7 +213,7 @@ class EngineMetrics:
         )
         self.build.info({"version": version})
         registry.register(StoreGauges(store))
-        self._prime()
+        self._prime(event_types)
 
     def on_events(self, events: Sequence[EngineEvent]) -> None:
         """Count what one engine transaction decided."""
@@ -258,12 +264,30 @@ class EngineMetrics:
         for reason, count in event.rejected.items():
             self.spans_rejected.labels(reason).inc(count)
 
-    def _prime(self) -> None:
-        """Create the series alerts divide by, so they exist before the first run."""
+    def _prime(self, event_types: Iterable[str]) -> None:
+        """Create every series an alert takes ``rate`` or ``increase`` of, at zero.
+
+        A counter series first seen at 1 has no earlier sample, so ``increase``
+        over it is empty and the first incident of a kind would never alert.
+        """
         for reason in Reason:
             self.resolution.labels(reason.value)
         for result in ("success", "failure"):
             self.log_exports.labels(result)
+        for transport in TRANSPORTS:
+            self.spans_received.labels(transport)
+            self.spans_ignored.labels(transport)
+        for rejection in Rejection:
+            self.spans_rejected.labels(rejection.value)
+        for step in Step:
+            self.late_evidence.labels(step.value)
+        for event_type in sorted(event_types):
+            label = self.event_type(event_type)
+            for outcome in Outcome:
+                self.runs.labels(label, outcome.value)
+            for reason in Reason:
+                for drill in ("true", "false"):
+                    self.incidents.labels(reason.value, label, drill)
 
 
 def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:

@@ -1,0 +1,3 @@
+"""Tests of the store backends against the store contract."""
+
+from __future__ import annotations
