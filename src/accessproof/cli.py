@@ -277,7 +277,7 @@ def format_run(run: dict[str, Any]) -> str:
         f"customer   {run.get('customer_id') or '-'}",
         f"expected   {_access(expected)}",
         f"observed   {_access(observed)}",
-        "steps      " + (", ".join(sorted(run.get("steps") or {})) or "none yet"),
+        "steps      " + (_steps(run.get("steps") or []) or "none yet"),
     ]
     for incident in run.get("incidents", []):
         lines.append(
@@ -285,6 +285,17 @@ def format_run(run: dict[str, Any]) -> str:
         )
         lines.append(f"           {incident.get('summary', '')}")
     return "\n".join(lines)
+
+
+def _steps(steps: list[dict[str, Any]]) -> str:
+    """'webhook ok, entitlement failed x2': each step and how its attempts went."""
+    shown = []
+    for step in steps:
+        attempts = step.get("attempts") or []
+        ok = any(attempt.get("ok") for attempt in attempts)
+        extra = f" x{len(attempts)}" if len(attempts) > 1 else ""
+        shown.append(f"{step['step']} {'ok' if ok else 'failed'}{extra}")
+    return ", ".join(shown)
 
 
 def _access(state: dict[str, Any]) -> str:

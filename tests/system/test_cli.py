@@ -1,0 +1,150 @@
+"""The command line, through its entry point, against a real engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from accessproof.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
+from tests.harness import EngineThread
+from tests.scenario import CATALOG, PRO, Scenario, exporting_to
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> EngineThread:
+    """An engine holding one proven run and one incident."""
+    folder = tmp_path_factory.mktemp("cli")
+    running = EngineThread(folder, catalog=CATALOG).__enter__()
+    with exporting_to(running) as provider:
+        scenario = Scenario(running, provider)
+        scenario.run("healthy", observe=PRO)
+        scenario.run("broken", observe={**PRO, "plan": "free"})
+        scenario.wait("healthy", "proven")
+        scenario.wait("broken", "incident")
+    running.scenario = scenario  # type: ignore[attr-defined]
+    yield running  # type: ignore[misc]
+    running.stop()
+
+
+def test_check_config_accepts_the_example_catalog(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The shipped example catalog is valid."""
+    status = main(["check-config", "examples/accessproof.yaml"])
+
+    assert status == EXIT_OK
+    assert capsys.readouterr().out.strip() == "examples/accessproof.yaml: ok"
+
+
+def test_check_config_names_file_line_field_and_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken catalog exits 2 with a precise message per problem."""
+    broken = tmp_path / "accessproof.yaml"
+    broken.write_text(
+        "plans:\n  pro:\n    prices: [price_1Pro]\n"
+        "steps:\n  default:\n    deadlines: {entitlement: soon}\n"
+    )
+
+    status = main(["check-config", str(broken)])
+
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE
+    assert f"{broken}:6" in err
+    assert "steps.default.deadlines.entitlement" in err
+    assert "'soon'" in err
+
+
+def test_runs_show_prints_a_proven_run(
+    engine: EngineThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The human view names the state and the expected and observed plans."""
+    event_id = engine.scenario.event_ids["healthy"]  # type: ignore[attr-defined]
+
+    status = main(["runs", "show", event_id, "--api", engine.api_url])
+
+    out = capsys.readouterr().out
+    assert status == EXIT_OK
+    assert f"run        {event_id}" in out
+    assert "state      proven" in out
+    assert "expected   plan pro, access granted" in out
+    assert "steps      webhook ok, reconcile ok, entitlement ok, notify ok" in out
+
+
+def test_runs_show_json_is_the_run_resource(
+    engine: EngineThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json prints the API's run resource, incidents included."""
+    event_id = engine.scenario.event_ids["broken"]  # type: ignore[attr-defined]
+
+    status = main(["runs", "show", event_id, "--api", engine.api_url, "--json"])
+
+    run = json.loads(capsys.readouterr().out)
+    assert status == EXIT_OK
+    assert run["event_id"] == event_id
+    assert run["state"] == "incident"
+    assert [i["reason"] for i in run["incidents"]] == ["access_mismatch"]
+
+
+def test_runs_show_of_an_unknown_event_fails_with_the_engines_word(
+    engine: EngineThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown event id is exit 1 and a one-line message."""
+    status = main(["runs", "show", "evt_1Unknown", "--api", engine.api_url])
+
+    assert status == EXIT_FAILED
+    assert capsys.readouterr().err.startswith("accessproof: 404 from the engine")
+
+
+def test_incidents_list_shows_the_open_incident(
+    engine: EngineThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table lists open incidents with reason and event id."""
+    event_id = engine.scenario.event_ids["broken"]  # type: ignore[attr-defined]
+
+    status = main(["incidents", "list", "--api", engine.api_url])
+
+    out = capsys.readouterr().out.splitlines()
+    assert status == EXIT_OK
+    assert out[0].split() == [
+        "ID", "REASON", "STATE", "EVENT", "CUSTOMER", "OPENED", "DRILL"
+    ]  # fmt: skip
+    assert any("access_mismatch" in line and event_id in line for line in out[1:])
+
+
+def test_incidents_ack_records_who(
+    engine: EngineThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Acknowledging through the CLI is visible in the JSON listing."""
+    main(["incidents", "list", "--api", engine.api_url, "--json"])
+    (incident,) = json.loads(capsys.readouterr().out)["incidents"]
+
+    status = main(["incidents", "ack", incident["id"], "--by", "alice", "--api",
+                   engine.api_url])  # fmt: skip
+
+    assert status == EXIT_OK
+    assert capsys.readouterr().out.strip() == f"{incident['id']}: acknowledged by alice"
+
+
+def test_an_unreachable_engine_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    """No engine at the URL: a clear message, not a traceback."""
+    status = main(["incidents", "list", "--api", "http://127.0.0.1:9"])
+
+    assert status == EXIT_UNREACHABLE
+    assert "cannot reach the engine at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_public_listener_without_tokens(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listening beyond loopback needs a token or an explicit proxy flag."""
+    monkeypatch.delenv("ACCESSPROOF_API_TOKEN", raising=False)
+
+    status = main(["serve", "--http", "0.0.0.0:8080"])
+
+    assert status == EXIT_USAGE
+    assert "listens beyond loopback without a token" in capsys.readouterr().err
