@@ -53,6 +53,7 @@ def test_open_incidents_gauge_reads_the_store(prometheus: PrometheusServer) -> N
 
 def test_a_resolution_is_timed(prometheus: PrometheusServer) -> None:
     """The run proven late shows in the resolution histogram."""
-    expr = 'sum(accessproof_incident_resolution_seconds_count{reason="access_not_changed"})'
+    reason = 'reason="access_not_changed"'
+    expr = f"sum(accessproof_incident_resolution_seconds_count{{{reason}}})"
 
     assert _value(prometheus, expr, 1.0) == 1.0

@@ -255,9 +255,7 @@ def test_a_resolved_incident_leaves_the_open_gauge(
 def test_event_type_values_are_capped(billing: Billing) -> None:
     """Past the cap, and for values not shaped like an event type, it is other."""
     registry = CollectorRegistry()
-    metrics = EngineMetrics(
-        registry, billing.store, max_event_types=2, event_types=()
-    )
+    metrics = EngineMetrics(registry, billing.store, max_event_types=2, event_types=())
     types = ["invoice.paid", "invoice.payment_failed", "customer.created", "<b>x</b>"]
 
     metrics.on_events([RunDecided(t, Outcome.SUPERSEDED, False) for t in types])

@@ -157,7 +157,7 @@ def decide(event: Mapping[str, Any], config: BillingConfig) -> Decision | None:
 
 def _plan_of(sub: Mapping[str, Any], config: BillingConfig) -> str | None:
     for item in sub.get("items", {}).get("data", []):
-        price = item.get("price") or {}
+        price = item.get("price") or item.get("plan") or {}
         for key in (price.get("id"), price.get("lookup_key")):
             if key in config.prices:
                 return config.prices[key]
