@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -125,6 +126,26 @@ class Store(Protocol):
     def iter_open_runs(self) -> Iterator[Run]: ...
 
     def close(self) -> None: ...
+
+
+def acknowledged(incident: Incident, by: str, at_ns: int) -> Incident:
+    """Return an open incident marked acknowledged by ``by`` at ``at_ns``."""
+    return incident.model_copy(
+        update={
+            "state": IncidentState.ACKNOWLEDGED,
+            "acknowledged_by": by,
+            "acknowledged_at": datetime.fromtimestamp(at_ns / 1e9, UTC),
+        }
+    )
+
+
+def one_page(
+    incidents: list[Incident], limit: int
+) -> tuple[list[Incident], str | None]:
+    """Cut ``limit + 1`` fetched incidents to a page and the next page's cursor."""
+    page = incidents[:limit]
+    more = len(incidents) > limit
+    return page, incident_cursor(page[-1]) if more and page else None
 
 
 def incident_cursor(incident: Incident) -> str:

@@ -35,7 +35,6 @@ import json
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -50,7 +49,8 @@ from accessproof.store.base import (
     IncidentQuery,
     OutboxEntry,
     Subject,
-    incident_cursor,
+    acknowledged,
+    one_page,
     parse_cursor,
 )
 
@@ -466,22 +466,14 @@ class PostgresStore:
         rows = self._read(statement, (*params, query.limit + 1))
 
         incidents = [Incident.model_validate_json(doc) for (doc,) in rows]
-        page = incidents[: query.limit]
-        more = len(incidents) > query.limit
-        return page, incident_cursor(page[-1]) if more and page else None
+        return one_page(incidents, query.limit)
 
     def acknowledge(self, incident_id: str, by: str, at_ns: int) -> Incident | None:
         with self.transaction() as tx:
             incident = tx.load_incidents([incident_id]).get(incident_id)
             if incident is None or incident.state is not IncidentState.OPEN:
                 return incident
-            incident = incident.model_copy(
-                update={
-                    "state": IncidentState.ACKNOWLEDGED,
-                    "acknowledged_by": by,
-                    "acknowledged_at": datetime.fromtimestamp(at_ns / 1e9, UTC),
-                }
-            )
+            incident = acknowledged(incident, by, at_ns)
             tx.save_incidents([incident])
             return incident
 
