@@ -14,10 +14,13 @@ its last step's arrival to the verdict.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -31,7 +34,10 @@ from accessproof.conventions import Attr, Step
 from accessproof.engine.clock import SystemClock
 from accessproof.engine.engine import Engine
 from accessproof.engine.evidence import evidence_from_request
+from accessproof.store.base import Store
 from accessproof.store.sqlite import SqliteStore
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 CATALOG = {
     "plans": {
@@ -107,10 +113,12 @@ def run_spans(index: int, now: int) -> list[Span]:
     ]
 
 
-def build_requests(runs: int, per_request: int) -> list[bytes]:
+def build_requests(runs: int, per_request: int, first: int = 0) -> list[bytes]:
     """Serialised export requests; a run's steps land in consecutive requests."""
     now = time.time_ns()
-    spans = [span for index in range(runs) for span in run_spans(index, now)]
+    spans = [
+        span for index in range(first, first + runs) for span in run_spans(index, now)
+    ]
     resource = [
         KeyValue(key=Attr.SERVICE_NAME, value=AnyValue(string_value="billing")),
         KeyValue(key=Attr.VCS_REVISION, value=AnyValue(string_value="9f3c2e1d")),
@@ -129,36 +137,72 @@ def build_requests(runs: int, per_request: int) -> list[bytes]:
     return requests
 
 
+def measure(store: Store, requests: list[bytes]) -> tuple[float, list[float], int]:
+    """Feed every request through one engine; return seconds, latencies, open runs."""
+    engine = Engine(store, Catalog.model_validate(CATALOG), clock=SystemClock())
+    latencies = []
+    started = time.perf_counter()
+    for body in requests:
+        begin = time.perf_counter()
+        decoded = evidence_from_request(ExportTraceServiceRequest.FromString(body))
+        engine.ingest(decoded, "http")
+        latencies.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - started
+    return elapsed, latencies, store.open_run_count()
+
+
+@contextmanager
+def open_store(kind: str, folder: Path) -> Iterator[Store]:
+    """A fresh store of one kind: a SQLite file, or a PostgreSQL schema."""
+    if kind == "sqlite":
+        store: Store = SqliteStore(folder / "bench.db")
+        yield store
+        store.close()
+        return
+
+    import psycopg
+
+    from accessproof.store.postgresql import PostgresStore
+
+    url = os.environ.get("ACCESSPROOF_BENCH_POSTGRES_URL", POSTGRES_URL)
+    schema = f"bench_{secrets.token_hex(4)}"
+    store = PostgresStore(url, schema=schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=25_000)
     parser.add_argument("--spans-per-request", type=int, default=512)
+    parser.add_argument("--stores", default="sqlite", help="e.g. sqlite,postgresql")
     args = parser.parse_args()
 
-    requests = build_requests(args.runs, args.spans_per_request)
     span_count = args.runs * 4
-    with tempfile.TemporaryDirectory() as folder:
-        store = SqliteStore(Path(folder) / "bench.db")
-        engine = Engine(store, Catalog.model_validate(CATALOG), clock=SystemClock())
-        latencies = []
-        started = time.perf_counter()
-        for body in requests:
-            begin = time.perf_counter()
-            decoded = evidence_from_request(ExportTraceServiceRequest.FromString(body))
-            engine.ingest(decoded, "http")
-            latencies.append(time.perf_counter() - begin)
-        elapsed = time.perf_counter() - started
-        proven = store.open_run_count()
-        store.close()
-
-    cuts = statistics.quantiles(latencies, n=100)
-    print(f"spans             {span_count}")
-    print(f"requests          {len(requests)} x {args.spans_per_request} spans")
-    print(f"elapsed           {elapsed:.2f} s")
-    print(f"throughput        {span_count / elapsed:,.0f} spans/s")
-    print(f"request p50       {cuts[49] * 1000:.1f} ms (last step -> verdict)")
-    print(f"request p99       {cuts[98] * 1000:.1f} ms")
-    print(f"runs left open    {proven}")
+    print(f"{span_count} spans in requests of {args.spans_per_request}")
+    rates = {}
+    for kind in args.stores.split(","):
+        requests = build_requests(args.runs, args.spans_per_request)
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            open_store(kind, Path(folder)) as store,
+        ):
+            elapsed, latencies, still_open = measure(store, requests)
+        cuts = statistics.quantiles(latencies, n=100)
+        rates[kind] = span_count / elapsed
+        print(
+            f"{kind:<11} {rates[kind]:>9,.0f} spans/s   request p50 "
+            f"{cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms   "
+            f"runs left open {still_open}"
+        )
+    if len(rates) > 1:
+        first, *others = rates
+        for other in others:
+            print(f"{other} / {first}: {rates[other] / rates[first]:.2f}")
 
 
 if __name__ == "__main__":

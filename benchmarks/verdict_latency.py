@@ -9,7 +9,9 @@ folder, default tick interval), then:
    request, and times each request: the engine answers only after the spans are
    durable and the run is decided in the same transaction, so the round trip
    bounds the latency from the last step's arrival to the verdict;
-2. sends runs whose entitlement never comes (deadline 1 s) and compares each
+2. sends ``--bulk-runs`` runs in requests of 512 spans from two client threads,
+   as a collector would, and reports spans per second through the whole server;
+3. sends runs whose entitlement never comes (deadline 1 s) and compares each
    incident's ``opened_at`` with its webhook's acceptance plus the deadline.
 """
 
@@ -27,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-from engine_throughput import CATALOG, run_spans
+from engine_throughput import CATALOG, build_requests, run_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
@@ -87,6 +89,12 @@ def _post(connection: http.client.HTTPConnection, body: bytes) -> float:
     return time.perf_counter() - started
 
 
+def _post_all(host: str, port: int, bodies: list[bytes]) -> None:
+    connection = http.client.HTTPConnection(host, port)
+    for body in bodies:
+        _post(connection, body)
+
+
 def _get(connection: http.client.HTTPConnection, path: str) -> dict[str, object]:
     connection.request("GET", path)
     response = connection.getresponse()
@@ -98,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--deadline-runs", type=int, default=200)
+    parser.add_argument("--bulk-runs", type=int, default=10_000)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -111,6 +120,18 @@ def main() -> None:
         latencies = [
             _post(otlp, _body(run_spans(index, now))) for index in range(args.runs)
         ]
+
+        bulk = build_requests(args.bulk_runs, 512, first=args.runs + args.deadline_runs)
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=_post_all, args=(otlp_host, int(otlp_port), part))
+            for part in (bulk[0::2], bulk[1::2])
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        served = args.bulk_runs * 4 / (time.perf_counter() - started)
 
         pending = []
         for index in range(args.runs, args.runs + args.deadline_runs):
@@ -135,6 +156,7 @@ def main() -> None:
     print(f"runs proven              {args.runs} (one request each, sequential)")
     print(f"verdict latency p50      {cuts[49] * 1000:.1f} ms")
     print(f"verdict latency p99      {cuts[98] * 1000:.1f} ms")
+    print(f"served throughput        {served:,.0f} spans/s (OTLP/HTTP, 512/request)")
     print(f"deadline -> incident p50 {late[49] * 1000:.0f} ms")
     print(f"deadline -> incident p99 {late[98] * 1000:.0f} ms")
     print(f"deadline -> incident max {max(delays) * 1000:.0f} ms")

@@ -87,17 +87,18 @@ _PLAIN_ID = re.compile(r"(?!whsec_)[a-z]{1,12}_(?![0-9A-Za-z]*\d{13})[0-9A-Za-z]
 
 def is_sensitive(text: str) -> bool:
     """Return whether text holds a card number, a secret, a token or an email."""
-    if len(text) <= 77 and _PLAIN_ID.fullmatch(text):
-        return False
-    return _cached_scan(text) if len(text) <= 64 else _scan(text)
+    return _remembered(text) if len(text) <= 80 else _scan(text)
 
 
 def _scan(text: str) -> bool:
+    if _PLAIN_ID.fullmatch(text):
+        return False
     return _SECRET_PATTERNS.search(text) is not None or _has_card_number(text)
 
 
-#: Short values repeat (statuses, plans, event types): remember their verdict.
-_cached_scan = functools.lru_cache(maxsize=8192)(_scan)
+#: Short values repeat (ids on every span of a run, statuses, plans, event
+#: types): remember the verdict of the most recent ones.
+_remembered = functools.lru_cache(maxsize=16384)(_scan)
 
 
 def clean_value(value: object) -> AttributeValue | None:

@@ -20,7 +20,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from accessproof.conventions import RESOURCE_KEYS, Attr, Step
-from accessproof.redact import ALLOWED_KEYS, AttributeValue, clean_value
+from accessproof.redact import (
+    ALLOWED_KEYS,
+    MAX_STRING_LENGTH,
+    AttributeValue,
+    clean_value,
+    is_sensitive,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +133,14 @@ def _any_value(value: Any) -> object:
     return None
 
 
+def _clean_any(value: Any) -> AttributeValue | None:
+    """:func:`clean_value` of an ``AnyValue``, strings (most values) first."""
+    if value.WhichOneof("value") == "string_value":
+        text: str = value.string_value
+        return None if is_sensitive(text) else text[:MAX_STRING_LENGTH]
+    return clean_value(_any_value(value))
+
+
 def _resource_attributes(attributes: Iterable[Any]) -> dict[str, str]:
     resource: dict[str, str] = {}
     for kv in attributes:
@@ -149,7 +163,7 @@ def evidence_from_request(request: ExportTraceServiceRequest) -> Decoded:
                     key = kv.key
                     if key not in ALLOWED_KEYS:
                         continue
-                    value = clean_value(_any_value(kv.value))
+                    value = _clean_any(kv.value)
                     if value is None:
                         decoded.redacted += 1
                     else:

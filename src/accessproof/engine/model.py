@@ -8,6 +8,7 @@ serialisation rather than validated models.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -45,16 +46,14 @@ class Attempt:
     received_ns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping; tuples stay tuples (JSON writes them as lists)."""
         return {
             "trace_id": self.trace_id,
             "span_id": self.span_id,
             "end_ns": self.end_ns,
             "ok": self.ok,
             "error_type": self.error_type,
-            "attributes": {
-                key: list(value) if isinstance(value, tuple) else value
-                for key, value in self.attributes.items()
-            },
+            "attributes": self.attributes,
             "received_ns": self.received_ns,
         }
 
@@ -151,9 +150,9 @@ class Run:
             del attempts[1]
         if evidence.trace_id not in self.trace_ids:
             self.trace_ids.append(evidence.trace_id)
-        if evidence.resource:
+        if evidence.resource and evidence.resource != self.resource:
             self.resource.update(evidence.resource)
-        if evidence.drill:
+        if evidence.attributes.get(Attr.DRILL) is True:
             self.drill = True
         if evidence.step is Step.WEBHOOK and evidence.ok and self.facts is None:
             self.facts = ProviderFacts.from_attributes(evidence.attributes)
@@ -207,9 +206,34 @@ class Run:
 _FACT_FIELDS = tuple(f.name for f in fields(ProviderFacts))
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def facts_to_dict(facts: ProviderFacts) -> dict[str, Any]:
-    """Return provider facts as a JSON-ready mapping (tuples become lists)."""
-    return {name: getattr(facts, name) for name in _FACT_FIELDS}
+    """Return the known provider facts as a JSON-ready mapping."""
+    return {
+        name: value
+        for name in _FACT_FIELDS
+        if (value := getattr(facts, name)) is not None and value != ()
+    }
+
+
+def run_to_json(run: Run) -> str:
+    """The run as the compact JSON document the stores keep."""
+    return _ENCODER.encode(run.to_dict())
+
+
+def run_from_json(document: str) -> Run:
+    """Rebuild a run from :func:`run_to_json` output."""
+    return Run.from_dict(json.loads(document))
+
+
+def facts_to_json(facts: ProviderFacts) -> str:
+    return _ENCODER.encode(facts_to_dict(facts))
+
+
+def facts_from_json(document: str) -> ProviderFacts:
+    return facts_from_dict(json.loads(document))
 
 
 def facts_from_dict(data: dict[str, Any]) -> ProviderFacts:

@@ -31,7 +31,6 @@ a dependency); each is lent to one thread at a time.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +42,13 @@ from psycopg.abc import QueryNoTemplate as Query
 
 from accessproof.conventions import IncidentState, Reason, RunState
 from accessproof.engine.incidents import Incident
-from accessproof.engine.model import Run, facts_from_dict, facts_to_dict
+from accessproof.engine.model import (
+    Run,
+    facts_from_json,
+    facts_to_json,
+    run_from_json,
+    run_to_json,
+)
 from accessproof.store.base import (
     ExportKind,
     IncidentQuery,
@@ -122,10 +127,6 @@ _SCHEMA = [
 ]
 
 
-def _dump(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"))
-
-
 def _run_row(run: Run) -> tuple[object, ...]:
     return (
         run.event_id,
@@ -134,7 +135,7 @@ def _run_row(run: Run) -> tuple[object, ...]:
         run.drill,
         run.deadline_ns,
         run.decided_ns,
-        _dump(run.to_dict()),
+        run_to_json(run),
     )
 
 
@@ -152,7 +153,7 @@ def _incident_row(incident: Incident) -> tuple[object, ...]:
 
 
 def _load_run(doc: str) -> Run:
-    return Run.from_dict(json.loads(doc))
+    return run_from_json(doc)
 
 
 class _Pool:
@@ -274,7 +275,7 @@ class _PostgresTransaction:
             (ordered,),
         )
         return {
-            key: Subject(key, event_id, facts_from_dict(json.loads(facts)))
+            key: Subject(key, event_id, facts_from_json(facts))
             for key, event_id, facts in rows
         }
 
@@ -311,7 +312,7 @@ class _PostgresTransaction:
                 "INSERT INTO subjects VALUES (%s, %s, %s) "
                 "ON CONFLICT (subject) DO UPDATE SET "
                 "event_id = EXCLUDED.event_id, facts = EXCLUDED.facts",
-                [(s.key, s.event_id, _dump(facts_to_dict(s.facts))) for s in subjects],
+                [(s.key, s.event_id, facts_to_json(s.facts)) for s in subjects],
             )
 
     def save_incidents(self, incidents: Collection[Incident]) -> None:

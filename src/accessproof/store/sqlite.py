@@ -9,7 +9,6 @@ whole OTLP request into one transaction, so that costs one sync per request.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator
@@ -18,7 +17,13 @@ from pathlib import Path
 
 from accessproof.conventions import IncidentState, Reason, RunState
 from accessproof.engine.incidents import Incident
-from accessproof.engine.model import Run, facts_from_dict, facts_to_dict
+from accessproof.engine.model import (
+    Run,
+    facts_from_json,
+    facts_to_json,
+    run_from_json,
+    run_to_json,
+)
 from accessproof.store.base import (
     ExportKind,
     IncidentQuery,
@@ -77,7 +82,7 @@ def _dump_run(run: Run) -> tuple[str, str, str, int, int | None, int | None, str
         int(run.drill),
         run.deadline_ns,
         run.decided_ns,
-        json.dumps(run.to_dict(), separators=(",", ":")),
+        run_to_json(run),
     )
 
 
@@ -89,7 +94,7 @@ def _chunks(keys: Collection[str], size: int = 500) -> Iterator[list[str]]:
 
 
 def _load_run(doc: str) -> Run:
-    return Run.from_dict(json.loads(doc))
+    return run_from_json(doc)
 
 
 def _opened_ns(incident: Incident) -> int:
@@ -131,7 +136,7 @@ class _SqliteTransaction:
                 chunk,
             )
             for key, event_id, facts in rows:
-                found[key] = Subject(key, event_id, facts_from_dict(json.loads(facts)))
+                found[key] = Subject(key, event_id, facts_from_json(facts))
         return found
 
     def load_incidents(self, ids: Collection[str]) -> dict[str, Incident]:
@@ -157,7 +162,7 @@ class _SqliteTransaction:
                 (
                     s.key,
                     s.event_id,
-                    json.dumps(facts_to_dict(s.facts), separators=(",", ":")),
+                    facts_to_json(s.facts),
                 )
                 for s in subjects
             ],
