@@ -149,6 +149,8 @@ def _api_options(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from accessproof.server import serve_forever
     from accessproof.settings import ServeSettings
+    from accessproof.store import StoreURLError
+    from accessproof.store.sqlite import StoreInUseError
 
     flags = {
         "config": args.config,
@@ -167,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(_settings_problems(error), EXIT_USAGE) from None
     try:
         asyncio.run(serve_forever(settings))
-    except CatalogError as error:
+    except (CatalogError, StoreURLError, StoreInUseError) as error:
         raise CommandError(str(error), EXIT_USAGE) from None
     except OSError as error:
         raise CommandError(f"cannot listen: {error}", EXIT_USAGE) from None

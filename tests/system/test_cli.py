@@ -148,3 +148,42 @@ def test_serve_refuses_a_public_listener_without_tokens(
 
     assert status == EXIT_USAGE
     assert "listens beyond loopback without a token" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_broken_catalog_and_does_not_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Configuration errors stop the engine before it binds a port."""
+    broken = tmp_path / "accessproof.yaml"
+    broken.write_text("plans:\n  pro:\n    prices: price_1Pro\n")
+
+    status = main(
+        ["serve", "--config", str(broken), "--store", f"sqlite:///{tmp_path}/e.db"]
+    )
+
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE
+    assert f"{broken}:3" in err
+    assert "plans.pro.prices" in err
+
+
+def test_serve_refuses_a_store_another_engine_holds(
+    engine: EngineThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One engine per SQLite file: a second one says who holds it."""
+    status = main(["serve", "--store", engine.settings.store, "--http", "127.0.0.1:0"])
+
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE
+    assert "is in use by accessproof process" in err
+    assert "one engine per SQLite file" in err
+
+
+def test_serve_refuses_an_unknown_store_scheme(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A store URL of another kind is named in the error."""
+    status = main(["serve", "--store", "mysql://localhost/accessproof"])
+
+    assert status == EXIT_USAGE
+    assert "the scheme must be sqlite:// or postgresql://" in capsys.readouterr().err

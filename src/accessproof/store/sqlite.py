@@ -9,11 +9,14 @@ whole OTLP request into one transaction, so that costs one sync per request.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from accessproof.conventions import IncidentState, Reason, RunState
 from accessproof.engine.incidents import Incident
@@ -200,8 +203,10 @@ class SqliteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self._owner: TextIO | None = None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._owner = _claim(Path(self.path + ".lock"))
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self._reader = self._connect() if self.path != ":memory:" else self._writer
@@ -344,3 +349,35 @@ class SqliteStore:
             if self._reader is not self._writer:
                 self._reader.close()
             self._writer.close()
+            if self._owner is not None:
+                self._owner.close()
+                self._owner = None
+
+
+def _claim(lock_path: Path) -> TextIO:
+    """Hold an exclusive lock on the store for this process, or refuse.
+
+    The engine caches open runs of its SQLite store in memory, so a second engine
+    on the same file would decide from stale runs. The operating system releases
+    the lock when the process ends, however it ends.
+    """
+    owner = lock_path.open("a+")
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner.seek(0)
+        holder = owner.read().strip() or "another process"
+        owner.close()
+        raise StoreInUseError(
+            f"store {lock_path.with_suffix('')} is in use by {holder}: one engine "
+            "per SQLite file (use PostgreSQL for several replicas)"
+        ) from None
+    owner.seek(0)
+    owner.truncate()
+    owner.write(f"accessproof process {os.getpid()}\n")
+    owner.flush()
+    return owner
+
+
+class StoreInUseError(RuntimeError):
+    """The SQLite store is held by another engine process."""
