@@ -614,3 +614,39 @@ def test_incident_opened_events_reach_listeners_once(
     engine.tick()
 
     assert len(recorder.of(IncidentOpened)) == 1
+
+
+def test_a_missing_read_back_is_compared_with_the_last_one_for_the_subscription(
+    engine: Engine, store: SqliteStore, clock: FakeClock
+) -> None:
+    """An upgrade whose job never ran: observed is what the customer still has."""
+    before = subscription_event(created=1_000, price="price_1Team", lookup_key=None)
+    before_id = str(before["id"])
+    now = clock.now_ns()
+    engine.ingest(
+        spans.batch(
+            spans.webhook(before, now),
+            spans.reconcile(before_id, now, plan="team"),
+            spans.entitlement(
+                before_id, now, plan="team", features=("api", "exports", "sso")
+            ),
+            spans.notify(before_id, now),
+        ),
+        "http",
+    )
+    clock.advance(3600)
+    upgrade = subscription_event(created=5_000)
+    engine.ingest(spans.batch(spans.webhook(upgrade, clock.now_ns())), "http")
+    clock.advance(60)
+    engine.tick()
+
+    incident = only_incident(store, str(upgrade["id"]))
+    assert incident.reason is Reason.ACCESS_NOT_CHANGED
+    assert incident.summary == (
+        "Customer access did not change after customer.subscription.updated: "
+        "expected pro, observed team"
+    )
+    assert incident.observed.plan == "team"
+    assert incident.observed_from is not None
+    assert before_id in incident.observed_from
+    assert incident.operator.consequence == "customer pays for pro and has team access"

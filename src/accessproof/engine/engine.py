@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from accessproof.catalog import Catalog
-from accessproof.conventions import IncidentState, Outcome, RunState, Step
+from accessproof.conventions import IncidentState, Outcome, Reason, RunState, Step
 from accessproof.engine.clock import Clock
 from accessproof.engine.evidence import Decoded, Rejection, SpanEvidence
-from accessproof.engine.incidents import Incident, open_incident
-from accessproof.engine.model import Run
-from accessproof.engine.verdict import Rules, Verdict, decide
+from accessproof.engine.incidents import EarlierReadBack, Incident, open_incident
+from accessproof.engine.model import Attempt, Run
+from accessproof.engine.verdict import Observed, Rules, Verdict, decide
 from accessproof.expect import Expectation, expect, newer, subject_of
 from accessproof.store.base import ExportKind, Store, Subject, Transaction
 
@@ -318,7 +318,12 @@ class Engine:
         else:
             run.decided_ns = batch.now_ns
             batch.events.append(RunDecided(run.event_type, Outcome.INCIDENT, run.drill))
-        incident = open_incident(run, verdict, expectation, self.catalog, batch.now_ns)
+        earlier = None
+        if verdict.reason is Reason.ACCESS_NOT_CHANGED and batch.tx is not None:
+            earlier = self._earlier_read_back(batch.tx, run)
+        incident = open_incident(
+            run, verdict, expectation, self.catalog, batch.now_ns, earlier=earlier
+        )
         run.state = RunState.INCIDENT
         run.reason = verdict.reason
         run.incident_ids.append(incident.id)
@@ -332,6 +337,22 @@ class Engine:
             run.event_id,
             run.drill,
         )
+
+    def _earlier_read_back(self, tx: Transaction, run: Run) -> EarlierReadBack | None:
+        """The newest read-back of an earlier run about the same subscription."""
+        if run.subject is None:
+            return None
+        best: tuple[str, Attempt] | None = None
+        for other in tx.recent_runs(run.subject, limit=20):
+            attempt = other.latest_success(Step.ENTITLEMENT)
+            if other.event_id == run.event_id or attempt is None:
+                continue
+            if best is None or attempt.end_ns > best[1].end_ns:
+                best = (other.event_id, attempt)
+        if best is None:
+            return None
+        event_id, attempt = best
+        return EarlierReadBack(event_id, attempt.end_ns, Observed.from_attempt(attempt))
 
     def _resolve(self, batch: _Batch, run: Run, resolution: str) -> None:
         incident_id = run.open_incident_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -68,6 +69,19 @@ class OperatorPath(BaseModel):
     commands: list[str] = []
 
 
+@dataclass(frozen=True, slots=True)
+class EarlierReadBack:
+    """The newest entitlement read-back of an earlier run about the same subscription.
+
+    When a run's own read-back never came, this is the best word on what the
+    customer has now.
+    """
+
+    event_id: str
+    at_ns: int
+    observed: Observed
+
+
 class Incident(BaseModel):
     """One incident of one run.
 
@@ -76,6 +90,8 @@ class Incident(BaseModel):
     ``proven`` (late evidence proved the outcome), ``reason_changed`` (the claim
     it made no longer holds, and a new incident names the new reason) or
     ``superseded`` (a newer provider event decided the customer's access).
+    ``observed_from`` is set when the run had no read-back of its own and
+    ``observed`` is the newest read-back of an earlier event for the subscription.
     """
 
     id: str
@@ -90,6 +106,7 @@ class Incident(BaseModel):
     livemode: bool | None = None
     expected: AccessState
     observed: AccessState
+    observed_from: str | None = None
     step: Step | None = None
     deploy: Deploy
     trace_ids: list[str]
@@ -116,20 +133,31 @@ def open_incident(
     expectation: Expectation | None,
     catalog: Catalog,
     now_ns: int,
+    *,
+    earlier: EarlierReadBack | None = None,
 ) -> Incident:
-    """Build the incident record for a run whose verdict is an incident."""
+    """Build the incident record for a run whose verdict is an incident.
+
+    ``earlier`` stands in for the run's own read-back when it has none.
+    """
     assert verdict.reason is not None
     facts = run.facts
     event_type = run.event_type or "an unknown event"
     expected = _expected_state(expectation)
-    observed = _observed_state(verdict.observed)
+    observed = _observed_state(earlier.observed if earlier else verdict.observed)
+    observed_from = None
+    detail = verdict.detail
+    if earlier is not None:
+        when = _datetime(earlier.at_ns).isoformat(timespec="seconds")
+        observed_from = f"the read-back of {earlier.event_id} at {when}"
+        detail += f"; the last read-back ({earlier.event_id}) showed {_name(observed)}"
     owner = catalog.owner_for(run.event_type) if run.event_type else None
     incident_id = new_incident_id()
     return Incident(
         id=incident_id,
         reason=verdict.reason,
         summary=_summary(verdict.reason, event_type, expected, observed),
-        detail=verdict.detail,
+        detail=detail,
         event_id=run.event_id,
         event_type=run.event_type,
         customer_id=facts.customer_id if facts else None,
@@ -137,6 +165,7 @@ def open_incident(
         livemode=facts.livemode if facts else None,
         expected=expected,
         observed=observed,
+        observed_from=observed_from,
         step=verdict.step,
         deploy=Deploy(
             revision=run.resource.get(Attr.VCS_REVISION),

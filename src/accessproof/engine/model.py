@@ -14,6 +14,7 @@ from typing import Any
 
 from accessproof.conventions import Attr, DrillMode, Reason, RunState, Step
 from accessproof.engine.evidence import SpanEvidence
+from accessproof.expect import subject_of
 from accessproof.facts import ProviderFacts
 from accessproof.redact import AttributeValue
 
@@ -102,6 +103,11 @@ class Run:
     @property
     def event_type(self) -> str:
         return self.facts.event_type if self.facts else ""
+
+    @property
+    def subject(self) -> str | None:
+        """The subscription (or customer) whose access this run is about."""
+        return subject_of(self.facts) if self.facts is not None else None
 
     @property
     def open_incident_id(self) -> str | None:

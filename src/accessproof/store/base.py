@@ -70,6 +70,10 @@ class Transaction(Protocol):
         """Return (and lock) runs whose deadline is at or before ``now_ns``."""
         ...
 
+    def recent_runs(self, subject: str, limit: int) -> list[Run]:
+        """Return the latest decided runs about one subject, newest first."""
+        ...
+
     def load_subjects(self, keys: Collection[str]) -> dict[str, Subject]:
         """Return the stored newest provider state of each subject, locked."""
         ...

@@ -80,8 +80,13 @@ _SCHEMA = [
         drill       boolean NOT NULL,
         deadline_ns bigint,
         decided_ns  bigint,
+        subject     text,
         doc         text NOT NULL
     )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS runs_subject ON runs (subject, decided_ns)
+        WHERE subject IS NOT NULL
     """,
     """
     CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_ns)
@@ -135,6 +140,7 @@ def _run_row(run: Run) -> tuple[object, ...]:
         run.drill,
         run.deadline_ns,
         run.decided_ns,
+        run.subject,
         run_to_json(run),
     )
 
@@ -262,6 +268,14 @@ class _PostgresTransaction:
         )
         return [_load_run(doc) for (doc,) in rows]
 
+    def recent_runs(self, subject: str, limit: int) -> list[Run]:
+        rows = self._db.execute(
+            "SELECT doc FROM runs WHERE subject = %s AND decided_ns IS NOT NULL "
+            "ORDER BY decided_ns DESC LIMIT %s",
+            (subject, limit),
+        )
+        return [_load_run(doc) for (doc,) in rows]
+
     def load_subjects(self, keys: Collection[str]) -> dict[str, Subject]:
         ordered = sorted(set(keys))
         if not ordered:
@@ -296,11 +310,12 @@ class _PostgresTransaction:
             return
         with self._db.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO runs VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "INSERT INTO runs VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (event_id) DO UPDATE SET state = EXCLUDED.state, "
                 "event_type = EXCLUDED.event_type, drill = EXCLUDED.drill, "
                 "deadline_ns = EXCLUDED.deadline_ns, "
-                "decided_ns = EXCLUDED.decided_ns, doc = EXCLUDED.doc",
+                "decided_ns = EXCLUDED.decided_ns, subject = EXCLUDED.subject, "
+                "doc = EXCLUDED.doc",
                 [_run_row(run) for run in runs],
             )
 

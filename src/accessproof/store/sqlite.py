@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     drill       INTEGER NOT NULL,
     deadline_ns INTEGER,
     decided_ns  INTEGER,
+    subject     TEXT,
     doc         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_ns)
@@ -52,6 +53,8 @@ CREATE INDEX IF NOT EXISTS runs_deadline ON runs (deadline_ns)
 CREATE INDEX IF NOT EXISTS runs_decided ON runs (decided_ns)
     WHERE decided_ns IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+CREATE INDEX IF NOT EXISTS runs_subject ON runs (subject, decided_ns)
+    WHERE subject IS NOT NULL;
 CREATE TABLE IF NOT EXISTS incidents (
     id          TEXT PRIMARY KEY,
     event_id    TEXT NOT NULL,
@@ -77,7 +80,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-def _dump_run(run: Run) -> tuple[str, str, str, int, int | None, int | None, str]:
+def _dump_run(run: Run) -> tuple[object, ...]:
     return (
         run.event_id,
         run.state.value,
@@ -85,6 +88,7 @@ def _dump_run(run: Run) -> tuple[str, str, str, int, int | None, int | None, str
         int(run.drill),
         run.deadline_ns,
         run.decided_ns,
+        run.subject,
         run_to_json(run),
     )
 
@@ -130,6 +134,14 @@ class _SqliteTransaction:
         )
         return [_load_run(doc) for (doc,) in rows]
 
+    def recent_runs(self, subject: str, limit: int) -> list[Run]:
+        rows = self._db.execute(
+            "SELECT doc FROM runs WHERE subject = ? AND decided_ns IS NOT NULL "
+            "ORDER BY decided_ns DESC LIMIT ?",
+            (subject, limit),
+        )
+        return [_load_run(doc) for (doc,) in rows]
+
     def load_subjects(self, keys: Collection[str]) -> dict[str, Subject]:
         found: dict[str, Subject] = {}
         for chunk in _chunks(keys):
@@ -154,7 +166,7 @@ class _SqliteTransaction:
 
     def save_runs(self, runs: Collection[Run]) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [_dump_run(run) for run in runs],
         )
 

@@ -139,6 +139,10 @@ def render_incident(incident: Incident, ctx: WebContext, base_url: str) -> str:
         _impact(incident, now),
         "<h2>Expected and observed</h2>",
         _comparison(incident.expected, incident.observed),
+        f"<p>Observed is {_e(incident.observed_from)}: this event had no read-back "
+        "of its own.</p>"
+        if incident.observed_from
+        else "",
         f"<p><strong>Why:</strong> {_e(incident.detail)}</p>"
         if incident.detail
         else "",
