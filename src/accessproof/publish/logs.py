@@ -120,6 +120,7 @@ def incident_attributes(incident: Incident) -> dict[str, AnyValue]:
         "service.name": incident.deploy.service_name,
         **_access("expected", incident.expected),
         **_access("observed", incident.observed),
+        "observed.from": incident.observed_from,
         **_operator(incident),
         **{f"links.{name}": url for name, url in incident.links.items()},
     }
