@@ -74,6 +74,13 @@ RESOURCE_KEYS: Final = (
 )
 
 
+#: The ``event_name`` of every incident log record.
+INCIDENT_EVENT_NAME: Final = "accessproof.incident"
+
+#: The namespace of an incident's own fields among a log record's attributes.
+INCIDENT_PREFIX: Final = "accessproof.incident."
+
+
 class Step(StrEnum):
     """The steps of a run, in workflow order."""
 

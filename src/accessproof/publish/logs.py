@@ -48,6 +48,8 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AnyValue
 
 from accessproof.conventions import (
+    INCIDENT_EVENT_NAME,
+    INCIDENT_PREFIX,
     INSTRUMENTATION_NAME,
     SCHEMA_URL,
     Attr,
@@ -62,11 +64,6 @@ from accessproof.store.base import ExportKind, OutboxEntry, Store
 
 logger = logging.getLogger(__name__)
 
-#: The ``event_name`` of every incident log record.
-INCIDENT_EVENT_NAME: Final = "accessproof.incident"
-
-#: The namespace of the incident's own fields among the record's attributes.
-INCIDENT_PREFIX: Final = "accessproof.incident."
 
 #: The ``service.name`` of the engine's own resource.
 ENGINE_SERVICE_NAME: Final = "accessproof"
