@@ -8,7 +8,8 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from library_helpers import (
+
+from tests.library.library_helpers import (
     OtlpSink,
     Spans,
     event,

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from library_helpers import WEBHOOK_SECRET, OtlpSink, Spans, make_spans
 
 from accessproof.conventions import DRILL_FALSE_PLAN, DRILL_METADATA_KEY, Attr
 from accessproof.examples.billing_app import WORKER_KEY, create_app
 from accessproof.examples.billing_config import BillingConfig, Fault
 from accessproof.examples.billing_worker import Accounts
+from tests.library.library_helpers import WEBHOOK_SECRET, OtlpSink, Spans, make_spans
 
 Build = Callable[..., dict[str, Any]]
 Sign = Callable[..., tuple[bytes, str]]

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from library_helpers import Spans
-
 import accessproof
 from accessproof import DrillMode
 from accessproof.conventions import DRILL_FALSE_PLAN, DRILL_METADATA_KEY, Attr
+from tests.library.library_helpers import Spans
 
 Build = Callable[..., dict[str, Any]]
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from library_helpers import OtlpSink, Spans
 from opentelemetry import baggage, context
 
 import accessproof
 from accessproof import DrillMode
 from accessproof.conventions import Attr
+from tests.library.library_helpers import OtlpSink, Spans
 
 Build = Callable[..., dict[str, Any]]
 

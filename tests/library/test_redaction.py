@@ -8,10 +8,16 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from library_helpers import WEBHOOK_SECRET, event, make_spans, signed, subscription
 
 import accessproof
 from accessproof.redact import luhn_valid
+from tests.library.library_helpers import (
+    WEBHOOK_SECRET,
+    event,
+    make_spans,
+    signed,
+    subscription,
+)
 
 _ALNUM = string.ascii_letters + string.digits
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from library_helpers import OtlpSink
 
 import accessproof
 from accessproof.conventions import Attr
+from tests.library.library_helpers import OtlpSink
 
 
 def test_setup_tracing_exports_with_the_deploy_resource(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from library_helpers import Spans
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
@@ -15,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import accessproof
 from accessproof import Access, Step
 from accessproof.conventions import Attr
+from tests.library.library_helpers import Spans
 
 Build = Callable[..., dict[str, Any]]
 

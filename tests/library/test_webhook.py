@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import stripe
-from library_helpers import WEBHOOK_SECRET, Spans
 
 import accessproof
 from accessproof import VerificationReason
 from accessproof.conventions import Attr, Step
+from tests.library.library_helpers import WEBHOOK_SECRET, Spans
 
 Build = Callable[..., dict[str, Any]]
 Sign = Callable[..., tuple[bytes, str]]

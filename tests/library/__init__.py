@@ -1,0 +1,3 @@
+"""Tests of the instrumentation library."""
+
+from __future__ import annotations
