@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 _NS = 1_000_000_000
 _FINAL = frozenset({RunState.PROVEN, RunState.RESOLVED, RunState.SUPERSEDED})
 
+#: Event types whose resolved rules are kept; the rest are resolved each time, so
+#: spans naming endless made-up event types cannot grow memory.
+_MAX_CACHED_RULES = 1024
+
 #: Default time decided runs are kept: Stripe retries for up to three days.
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
@@ -178,7 +182,8 @@ class Engine:
                 webhook_deadline=self.catalog.webhook_deadline,
                 known_plans=frozenset(self.catalog.plans) or None,
             )
-            self._rules[event_type] = rules
+            if len(self._rules) < _MAX_CACHED_RULES:
+                self._rules[event_type] = rules
         return rules
 
     def _commit(self, batch: _Batch, work: _Work) -> None:
