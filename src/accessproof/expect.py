@@ -147,6 +147,18 @@ def newer(a: ProviderFacts, b: ProviderFacts) -> bool:
     return a.event_id > b.event_id
 
 
+def carries_state(facts: ProviderFacts) -> bool:
+    """Whether an event carries the subscription's (or entitlements') own state.
+
+    Only such events take part in "the newest provider state decides": an
+    invoice, a checkout session or a trial reminder says nothing about the
+    subscription's current state, so it must not supersede a run that does.
+    """
+    if facts.event_type == EventType.ENTITLEMENT_SUMMARY_UPDATED:
+        return True
+    return facts.status is not None and facts.event_type in SUBSCRIPTION_STATE_EVENTS
+
+
 def subject_of(facts: ProviderFacts) -> str | None:
     """Return the key within which a newer event supersedes an older one.
 

@@ -227,13 +227,19 @@ def _texts(value: object) -> tuple[str, ...] | None:
     return tuple(item for item in value if isinstance(item, str))
 
 
+#: Latest unix time in seconds taken as a Stripe timestamp (year 5138); larger
+#: values are milliseconds or garbage, and become unknown.
+_MAX_TIMESTAMP = 10**11
+
+
 def _integer(value: object) -> int | None:
+    """A Stripe timestamp in unix seconds, or ``None`` when it cannot be one."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < _MAX_TIMESTAMP:
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
     return None
 
 

@@ -85,8 +85,18 @@ def _has_card_number(text: str) -> bool:
 _PLAIN_ID = re.compile(r"(?!whsec_)[a-z]{1,12}_(?![0-9A-Za-z]*\d{13})[0-9A-Za-z]{1,64}")
 
 
+#: Longest text scanned; anything longer is treated as sensitive and dropped
+#: unread, so a stack trace stuffed into an attribute cannot stall the engine.
+MAX_SCANNED_LENGTH: Final = 4 * MAX_STRING_LENGTH
+
+
 def is_sensitive(text: str) -> bool:
-    """Return whether text holds a card number, a secret, a token or an email."""
+    """Return whether text holds a card number, a secret, a token or an email.
+
+    Text longer than :data:`MAX_SCANNED_LENGTH` counts as sensitive.
+    """
+    if len(text) > MAX_SCANNED_LENGTH:
+        return True
     return _remembered(text) if len(text) <= 80 else _scan(text)
 
 

@@ -27,7 +27,7 @@ from accessproof.publish.metrics import EngineMetrics
 from accessproof.receive.grpc import start_otlp_grpc_server
 from accessproof.receive.http import build_otlp_http_app
 from accessproof.settings import ServeSettings, split_host_port
-from accessproof.store import Store, open_store
+from accessproof.store import Store, open_store, redacted_url
 from accessproof.web.app import WebContext, build_web_app
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Server:
             clock=self.clock,
             listeners=[self.metrics],
             retention_seconds=self.settings.retention_seconds,
+            export_incidents=bool(self.settings.logs_endpoint),
         )
         self.service = EngineService(
             self.engine,
@@ -138,7 +139,7 @@ class Server:
             self.endpoints.otlp_http,
             self.endpoints.otlp_grpc,
             self.endpoints.http,
-            settings.store.split("@")[-1],
+            redacted_url(settings.store),
         )
 
     async def stop(self) -> None:

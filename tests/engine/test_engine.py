@@ -17,6 +17,7 @@ from accessproof.conventions import (
     RunState,
     Step,
 )
+from accessproof.engine import engine as engine_module
 from accessproof.engine.clock import FakeClock
 from accessproof.engine.engine import (
     Engine,
@@ -27,10 +28,11 @@ from accessproof.engine.engine import (
     RunDecided,
 )
 from accessproof.engine.incidents import Incident
+from accessproof.engine.model import Run
 from accessproof.store.base import IncidentQuery
 from accessproof.store.sqlite import SqliteStore
 from tests.engine import spans
-from tests.engine.events import subscription_event
+from tests.engine.events import invoice_event, subscription_event
 
 NS = spans.NS
 
@@ -650,3 +652,113 @@ def test_a_missing_read_back_is_compared_with_the_last_one_for_the_subscription(
     assert incident.observed_from is not None
     assert before_id in incident.observed_from
     assert incident.operator.consequence == "customer pays for pro and has team access"
+
+
+def test_incidents_outlive_retention_until_something_decides_them(
+    engine: Engine, store: SqliteStore, clock: FakeClock
+) -> None:
+    """Retention removes finished runs only: an open incident stays visible."""
+    event = subscription_event()
+    engine.ingest(spans.batch(spans.webhook(event, clock.now_ns())), "http")
+    clock.advance(61)
+    engine.tick()
+    clock.advance(8 * 24 * 3600)
+    engine.tick()
+
+    run = store.get_run(str(event["id"]))
+    assert run is not None
+    assert run.state is RunState.INCIDENT
+    assert store.open_incident_counts() == {Reason.ACCESS_NOT_CHANGED: 1}
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        invoice_event("invoice.payment_failed", created=2_000),
+        invoice_event("invoice.paid", created=2_000),
+        subscription_event("customer.subscription.trial_will_end", created=2_000),
+    ],
+    ids=["invoice.payment_failed", "invoice.paid", "trial_will_end"],
+)
+def test_events_without_subscription_state_supersede_nothing(
+    engine: Engine, store: SqliteStore, clock: FakeClock, later: dict[str, object]
+) -> None:
+    """An invoice or a reminder after an upgrade does not moot the upgrade."""
+    upgrade = subscription_event(created=1_000)
+    engine.ingest(spans.batch(spans.webhook(upgrade, clock.now_ns())), "http")
+    engine.ingest(spans.batch(spans.webhook(later, clock.now_ns())), "http")
+    clock.advance(61)
+    engine.tick()
+
+    run = store.get_run(str(upgrade["id"]))
+    assert run is not None
+    assert run.state is RunState.INCIDENT
+    assert only_incident(store, str(upgrade["id"])).reason is Reason.ACCESS_NOT_CHANGED
+
+
+def test_a_run_that_cannot_be_decided_does_not_hold_up_the_others(
+    engine: Engine,
+    store: SqliteStore,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One run's failure is logged and retried; the rest of the tick commits."""
+    poisoned = subscription_event(subscription="sub_poisoned")
+    healthy = subscription_event(subscription="sub_healthy")
+    original = engine_module.open_incident
+
+    def open_incident(run: Run, *args: object, **kwargs: object) -> Incident:
+        if run.event_id == poisoned["id"]:
+            raise ValueError("unforeseen data")
+        return original(run, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module, "open_incident", open_incident)
+    now = clock.now_ns()
+    engine.ingest(
+        spans.batch(spans.webhook(poisoned, now), spans.webhook(healthy, now)), "http"
+    )
+    clock.advance(61)
+    engine.tick()
+
+    assert only_incident(store, str(healthy["id"])).reason is Reason.ACCESS_NOT_CHANGED
+    stuck = store.get_run(str(poisoned["id"]))
+    assert stuck is not None
+    assert stuck.state is RunState.OPEN
+    assert stuck.deadline_ns == clock.now_ns() + 60 * NS
+
+    monkeypatch.setattr(engine_module, "open_incident", original)
+    clock.advance(60)
+    engine.tick()
+    assert only_incident(store, str(poisoned["id"])).reason is Reason.ACCESS_NOT_CHANGED
+
+
+def test_without_a_log_publisher_nothing_waits_in_the_outbox(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """An engine that exports no incident records queues none."""
+    engine = Engine(
+        store,
+        Catalog.model_validate(CATALOG),
+        clock=clock,
+        export_incidents=False,
+    )
+    engine.ingest(spans.batch(spans.webhook(subscription_event(), clock.now_ns())), "x")
+    clock.advance(61)
+    engine.tick()
+
+    assert store.open_incident_counts() == {Reason.ACCESS_NOT_CHANGED: 1}
+    assert store.pending_exports(10) == []
+
+
+def test_webhook_missing_guidance_does_not_promise_a_redelivery(
+    engine: Engine, store: SqliteStore, clock: FakeClock
+) -> None:
+    """Later steps ran, so the handler answered 200: Stripe will not resend."""
+    event_id = "evt_1OnlyTheWorkerSpoke"
+    engine.ingest(spans.batch(spans.entitlement(event_id, clock.now_ns())), "grpc")
+    clock.advance(15 * 60)
+    engine.tick()
+
+    guidance = only_incident(store, event_id).retry_guidance
+    assert "Stripe will not redeliver" in guidance
+    assert "Stripe will redeliver" not in guidance

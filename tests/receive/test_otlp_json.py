@@ -256,3 +256,14 @@ def test_deeply_nested_values_are_refused_not_crashed(depth):
 
     with pytest.raises(OtlpJsonError, match="nested too deeply"):
         parse_trace_request(body)
+
+
+@pytest.mark.parametrize("number", ["--5", "\u00b2", "1" * 5000, "5-"])
+def test_malformed_integers_are_a_clear_error_not_a_crash(number: str) -> None:
+    """A string that only looks like digits is refused as OTLP/JSON."""
+    body = {
+        "resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": number}]}]}]
+    }
+
+    with pytest.raises(OtlpJsonError, match="startTimeUnixNano"):
+        parse_trace_request(json.dumps(body))

@@ -26,13 +26,22 @@ from accessproof.engine.evidence import Decoded, Rejection, SpanEvidence
 from accessproof.engine.incidents import EarlierReadBack, Incident, open_incident
 from accessproof.engine.model import Attempt, Run
 from accessproof.engine.verdict import Observed, Rules, Verdict, decide
-from accessproof.expect import Expectation, expect, newer, subject_of
+from accessproof.expect import (
+    Expectation,
+    carries_state,
+    expect,
+    newer,
+    subject_of,
+)
 from accessproof.store.base import ExportKind, Store, Subject, Transaction
 
 logger = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
 _FINAL = frozenset({RunState.PROVEN, RunState.RESOLVED, RunState.SUPERSEDED})
+
+#: How long a run whose evaluation failed waits before the next attempt.
+_RETRY_SECONDS = 60
 
 #: Event types whose resolved rules are kept; the rest are resolved each time, so
 #: spans naming endless made-up event types cannot grow memory.
@@ -108,6 +117,11 @@ class Engine:
     >>> engine = Engine(store, Catalog.builtin(), clock=SystemClock())
     >>> engine.ingest(decoded, "http")   # durable when it returns
     >>> engine.tick()                    # fires deadlines that are due
+
+    With ``export_incidents`` (the default) every incident opened or resolved is
+    queued in the store's outbox, in the same transaction, for the OTLP log
+    publisher; an engine without a publisher turns it off so the outbox does
+    not grow unread.
     """
 
     def __init__(
@@ -119,12 +133,14 @@ class Engine:
         listeners: Iterable[Listener] = (),
         retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         max_cached_runs: int = 500_000,
+        export_incidents: bool = True,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.clock = clock
         self.listeners = list(listeners)
         self.retention_seconds = retention_seconds
+        self.export_incidents = export_incidents
         self._cache: dict[str, Run] = {}
         self._max_cached = max_cached_runs if store.exclusive else 0
         self._rules: dict[str, Rules] = {}
@@ -194,7 +210,7 @@ class Engine:
                 tx.save_runs(list(batch.runs.values()))
                 tx.save_incidents(batch.incidents)
                 tx.save_subjects(list(batch.subjects.values()))
-                for kind, incident in batch.exports:
+                for kind, incident in batch.exports if self.export_incidents else ():
                     tx.enqueue_export(kind, incident)
         except BaseException:
             for event_id in batch.runs:
@@ -224,13 +240,13 @@ class Engine:
         if learned:
             self._supersede(tx, batch, learned)
         for run in batch.runs.values():
-            self._evaluate(tx, batch, run)
+            self._evaluate_apart(tx, batch, run)
 
     def _fire_due(self, tx: Transaction, *, batch: _Batch, limit: int) -> None:
         for stored in tx.claim_due(batch.now_ns, limit):
             run = self._cache.get(stored.event_id, stored)
             batch.runs[run.event_id] = run
-            self._evaluate(tx, batch, run)
+            self._evaluate_apart(tx, batch, run)
 
     def _load(self, tx: Transaction, event_ids: Iterable[str]) -> dict[str, Run]:
         found: dict[str, Run] = {}
@@ -247,7 +263,11 @@ class Engine:
 
     def _supersede(self, tx: Transaction, batch: _Batch, learned: list[Run]) -> None:
         """Let only the newest provider state of each subscription decide."""
-        keyed = [(subject_of(run.facts), run) for run in learned if run.facts]
+        keyed = [
+            (subject_of(run.facts), run)
+            for run in learned
+            if run.facts and carries_state(run.facts)
+        ]
         keys = {key for key, _ in keyed if key is not None}
         known = tx.load_subjects(keys) if keys else {}
         known.update(batch.subjects)
@@ -277,6 +297,28 @@ class Engine:
         run.deadline_ns = None
         run.decided_ns = batch.now_ns
         batch.events.append(RunDecided(run.event_type, Outcome.SUPERSEDED, run.drill))
+
+    def _evaluate_apart(self, tx: Transaction, batch: _Batch, run: Run) -> None:
+        """Evaluate one run so that its failure cannot sink the others.
+
+        A run whose evaluation raises (data no test foresaw) keeps its evidence
+        and its state, is tried again after :data:`_RETRY_SECONDS`, and the rest
+        of the batch commits. Evaluation only appends to the batch, so cutting
+        the batch back to its length before the run undoes the run's part.
+        """
+        marks = (len(batch.incidents), len(batch.exports), len(batch.events))
+        try:
+            self._evaluate(tx, batch, run)
+        except Exception:
+            logger.exception(
+                "could not decide stripe_event_id=%s; trying again in %ds",
+                run.event_id,
+                _RETRY_SECONDS,
+            )
+            del batch.incidents[marks[0] :]
+            del batch.exports[marks[1] :]
+            del batch.events[marks[2] :]
+            run.deadline_ns = batch.now_ns + _RETRY_SECONDS * _NS
 
     def _evaluate(self, tx: Transaction, batch: _Batch, run: Run) -> None:
         if run.state in _FINAL:
@@ -381,7 +423,6 @@ class Engine:
                 ).total_seconds(),
             }
         )
-        batch.incidents[:] = [i for i in batch.incidents if i.id != incident_id]
         batch.incidents.append(resolved)
         batch.exports.append((ExportKind.RESOLVED, resolved))
         batch.events.append(IncidentResolved(resolved))

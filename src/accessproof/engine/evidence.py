@@ -49,6 +49,7 @@ class Rejection(StrEnum):
     INVALID_EVENT_ID = "invalid_event_id"
     UNKNOWN_STEP = "unknown_step"
     INVALID_IDS = "invalid_ids"
+    INVALID_TIME = "invalid_time"
 
     @property
     def message(self) -> str:
@@ -59,7 +60,12 @@ _REJECTION_MESSAGES = {
     Rejection.INVALID_EVENT_ID: "stripe.event.id is not a Stripe event id (evt_...)",
     Rejection.UNKNOWN_STEP: "accessproof.step is missing or not a known step",
     Rejection.INVALID_IDS: "trace or span id has the wrong length",
+    Rejection.INVALID_TIME: "start or end time is missing or past the year 2200",
 }
+
+#: Latest span time accepted, in unix nanoseconds (the year 2200): later ones are
+#: garbage and would overflow the store's 64-bit deadlines.
+_MAX_TIME_NS = 7_258_118_400 * 1_000_000_000
 
 
 @dataclass(slots=True)
@@ -195,6 +201,10 @@ def _append(
     if len(span.trace_id) != 16 or len(span.span_id) != 8:
         decoded.reject(Rejection.INVALID_IDS)
         return
+    end_ns = span.end_time_unix_nano or span.start_time_unix_nano
+    if not 0 < end_ns <= _MAX_TIME_NS or span.start_time_unix_nano > _MAX_TIME_NS:
+        decoded.reject(Rejection.INVALID_TIME)
+        return
     ok = span.status.code != _STATUS_ERROR
     error_type = attributes.get(Attr.ERROR_TYPE)
     decoded.evidence.append(
@@ -204,7 +214,7 @@ def _append(
             trace_id=span.trace_id.hex(),
             span_id=span.span_id.hex(),
             start_ns=span.start_time_unix_nano,
-            end_ns=span.end_time_unix_nano or span.start_time_unix_nano,
+            end_ns=end_ns,
             ok=ok,
             error_type=None if ok else str(error_type or "error"),
             attributes=attributes,

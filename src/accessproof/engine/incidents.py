@@ -242,6 +242,14 @@ def retry_guidance(run: Run, verdict: Verdict) -> str:
     """Derive what is safe to retry from which steps' side effects already happened."""
     done = [step for step in Step if run.latest_success(step) is not None]
     evt = run.event_id
+    if verdict.reason is Reason.WEBHOOK_MISSING:
+        return (
+            f"Later steps ran for {evt}, so its handler most likely answered 200 "
+            "and Stripe will not redeliver it; the engine never saw the webhook "
+            "step, so it cannot tell the provider state. Check that the handler "
+            "records the webhook step, then re-read the subscription from Stripe "
+            "and re-run the reconcile and entitlement steps from it."
+        )
     if Step.WEBHOOK not in done:
         return (
             f"Stripe will redeliver {evt}: the handler did not accept it. Fix the "
@@ -343,7 +351,10 @@ def _observed_state(observed: Observed) -> AccessState:
 def _period_end(run: Run) -> datetime | None:
     if run.facts is None or run.facts.current_period_end is None:
         return None
-    return datetime.fromtimestamp(run.facts.current_period_end, UTC)
+    try:
+        return datetime.fromtimestamp(run.facts.current_period_end, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _datetime(now_ns: int) -> datetime:

@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -278,6 +279,10 @@ def _int(obj: dict[str, Any], key: str, low: int, high: int) -> int:
     return number
 
 
+#: A 64-bit integer written as a string: ASCII digits only, at most 20 of them.
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
 def _integral(value: object) -> int | None:
     if isinstance(value, bool):
         return None
@@ -285,7 +290,7 @@ def _integral(value: object) -> int | None:
         return value
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
     return None
 

@@ -16,10 +16,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from accessproof.conventions import IncidentState, Reason
+from accessproof.conventions import IncidentState, Reason, RunState
 from accessproof.engine.incidents import Incident
 from accessproof.engine.model import Run
 from accessproof.facts import ProviderFacts
+
+#: Runs retention may remove: nothing left to decide. A run still in incident is
+#: kept until late evidence resolves it or a newer event supersedes it.
+PURGEABLE_STATES: tuple[str, ...] = (
+    RunState.PROVEN.value,
+    RunState.RESOLVED.value,
+    RunState.SUPERSEDED.value,
+)
 
 
 class ExportKind(StrEnum):
@@ -124,7 +132,8 @@ class Store(Protocol):
     def exported(self, seqs: Collection[int]) -> None: ...
 
     def purge(self, decided_before_ns: int) -> int:
-        """Remove runs decided before the cutoff, with their incidents."""
+        """Remove finished runs (:data:`PURGEABLE_STATES`) decided before the
+        cutoff, with their incidents."""
         ...
 
     def iter_open_runs(self) -> Iterator[Run]: ...

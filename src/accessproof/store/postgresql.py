@@ -50,6 +50,7 @@ from accessproof.engine.model import (
     run_to_json,
 )
 from accessproof.store.base import (
+    PURGEABLE_STATES,
     ExportKind,
     IncidentQuery,
     OutboxEntry,
@@ -525,7 +526,7 @@ class PostgresStore:
         self._write("DELETE FROM outbox WHERE seq = ANY(%s)", (list(seqs),))
 
     def purge(self, decided_before_ns: int) -> int:
-        """Remove runs decided before the cutoff, with their incidents.
+        """Remove finished runs decided before the cutoff, with their incidents.
 
         One replica purges at a time (the others return 0 at once), and rows a
         running transaction holds are left for the next purge.
@@ -540,9 +541,9 @@ class PostgresStore:
 
             gone = db.execute(
                 "DELETE FROM runs WHERE event_id IN (SELECT event_id FROM runs "
-                "WHERE decided_ns < %s AND state <> %s FOR UPDATE SKIP LOCKED) "
+                "WHERE decided_ns < %s AND state = ANY(%s) FOR UPDATE SKIP LOCKED) "
                 "RETURNING event_id",
-                (decided_before_ns, RunState.OPEN.value),
+                (decided_before_ns, list(PURGEABLE_STATES)),
             ).fetchall()
             event_ids = [event_id for (event_id,) in gone]
             db.execute("DELETE FROM incidents WHERE event_id = ANY(%s)", (event_ids,))

@@ -28,6 +28,7 @@ from accessproof.engine.model import (
     run_to_json,
 )
 from accessproof.store.base import (
+    PURGEABLE_STATES,
     ExportKind,
     IncidentQuery,
     OutboxEntry,
@@ -338,14 +339,15 @@ class SqliteStore:
     def purge(self, decided_before_ns: int) -> int:
         with self.transaction() as tx:
             db = tx._db
+            finished = ",".join("?" * len(PURGEABLE_STATES))
             db.execute(
-                "DELETE FROM incidents WHERE event_id IN (SELECT event_id FROM runs "
-                "WHERE decided_ns < ? AND state != ?)",
-                (decided_before_ns, RunState.OPEN.value),
+                "DELETE FROM incidents WHERE event_id IN (SELECT event_id FROM runs "  # noqa: S608
+                f"WHERE decided_ns < ? AND state IN ({finished}))",
+                (decided_before_ns, *PURGEABLE_STATES),
             )
             cursor = db.execute(
-                "DELETE FROM runs WHERE decided_ns < ? AND state != ?",
-                (decided_before_ns, RunState.OPEN.value),
+                f"DELETE FROM runs WHERE decided_ns < ? AND state IN ({finished})",  # noqa: S608
+                (decided_before_ns, *PURGEABLE_STATES),
             )
             return cursor.rowcount
 
