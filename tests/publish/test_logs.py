@@ -323,10 +323,13 @@ def test_a_run_purged_before_export_still_links_its_first_trace(
     """Without the run in the store, the record keeps the trace id, with no span."""
     received, endpoint = grpc_logs
     billing.break_run("evt_1Purged")
+    billing.send(billing.entitlement("evt_1Purged"))
     billing.store.purge(billing.clock.now_ns() + 1)
+    assert billing.store.get_run("evt_1Purged") is None
 
     publisher(endpoint).drain_once()
 
-    [record] = received.wait_for(1)
-    assert record.trace_id.hex() == billing.sent[0].trace_id
-    assert record.span_id == b""
+    opened, resolved = received.wait_for(2)
+    for record in (opened, resolved):
+        assert record.trace_id.hex() == billing.sent[0].trace_id
+        assert record.span_id == b""

@@ -268,13 +268,15 @@ def test_outbox_hands_out_entries_in_order_until_exported(store: Store) -> None:
 
 
 def test_purge_removes_old_decided_runs_with_their_incidents(store: Store) -> None:
-    """Runs decided before the cutoff go, with their incidents; open runs stay."""
-    old = run("evt_old", state=RunState.INCIDENT, decided_ns=T0 - SECOND)
+    """Finished runs decided before the cutoff go, with their incidents; open
+    runs and runs still in incident stay, however old."""
+    old = run("evt_old", state=RunState.RESOLVED, decided_ns=T0 - SECOND)
     recent = run("evt_recent", state=RunState.PROVEN, decided_ns=T0 + SECOND)
     still_open = run("evt_open", decided_ns=T0 - SECOND)
-    gone, kept = incident("evt_old"), incident("evt_open")
+    unresolved = run("evt_unresolved", state=RunState.INCIDENT, decided_ns=T0 - SECOND)
+    gone, kept = incident("evt_old"), incident("evt_unresolved")
     with store.transaction() as tx:
-        tx.save_runs([old, recent, still_open])
+        tx.save_runs([old, recent, still_open, unresolved])
         tx.save_incidents([gone, kept])
 
     removed = store.purge(T0)
@@ -284,6 +286,7 @@ def test_purge_removes_old_decided_runs_with_their_incidents(store: Store) -> No
     assert store.get_incident(gone.id) is None
     assert store.get_run("evt_recent") is not None
     assert store.get_run("evt_open") is not None
+    assert store.get_run("evt_unresolved") is not None
     assert store.get_incident(kept.id) == kept
 
 
