@@ -279,8 +279,12 @@ def _from_invoice_paid(facts: ProviderFacts, catalog: Catalog) -> Expectation:
         return Expectation(Access.GRANTED, None, None, basis=_sentence(why))
 
     match = catalog.match_plan(facts.price_ids, facts.lookup_keys, facts.product_ids)
+    if match.plan is None and (facts.price_ids or facts.product_ids):
+        problem = _unmapped_problem(facts, match)
+        basis = _sentence(why)
+        return Expectation(Access.GRANTED, None, None, problem=problem, basis=basis)
     if match.plan is None:
-        why += "; its lines name no catalog price, so the plan is not judged"
+        why += "; its lines name no price, so the plan is not judged"
         return Expectation(Access.GRANTED, None, None, basis=_sentence(why))
     basis = _sentence(f"{why}; {_mapped_by(match)}")
     features = catalog.features_of(match.plan)

@@ -299,11 +299,17 @@ def test_a_paid_invoice_grants_its_subscription_plan(event_type: str) -> None:
     assert outcome(expectation) == (Access.GRANTED, "pro", PRO, False, None)
 
 
-def test_a_paid_invoice_with_an_unknown_price_grants_without_a_plan() -> None:
-    """Invoice lines may carry one-off prices, so an unmapped one is not judged."""
+def test_a_paid_invoice_whose_prices_all_miss_the_catalog_is_a_problem() -> None:
+    """A subscription invoice no line of which maps to a plan is never a silent
+    pass: the unmapped price is named."""
     event = events.invoice_event(price="price_onboarding", product="prod_setup")
 
-    assert outcome(judged(event)) == (Access.GRANTED, None, None, False, None)
+    expectation = judged(event)
+
+    assert expectation.access is Access.GRANTED
+    assert expectation.plan is None
+    assert expectation.problem is not None
+    assert "price_onboarding" in expectation.problem
 
 
 def test_a_paid_invoice_of_no_subscription_changes_nothing() -> None:

@@ -14,7 +14,13 @@ from accessproof.conventions import DRILL_FALSE_PLAN, DRILL_METADATA_KEY, Attr
 from accessproof.examples.billing_app import WORKER_KEY, create_app
 from accessproof.examples.billing_config import BillingConfig, Fault
 from accessproof.examples.billing_worker import Accounts
-from tests.library.library_helpers import WEBHOOK_SECRET, OtlpSink, Spans, make_spans
+from tests.library.library_helpers import (
+    WEBHOOK_SECRET,
+    OtlpSink,
+    Spans,
+    event,
+    make_spans,
+)
 
 Build = Callable[..., dict[str, Any]]
 Sign = Callable[..., tuple[bytes, str]]
@@ -151,6 +157,66 @@ def test_drill_through_the_app_falsifies_the_read_back(
     stored = accounts.entitlement("cus_Drill")
     assert stored is not None
     assert stored.plan == "pro"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "obj"),
+    [
+        (
+            "invoice.paid",
+            {
+                "id": "in_1AppIgnored",
+                "object": "invoice",
+                "customer": "cus_QXg1o8vcGmoR32",
+                "status": "paid",
+                "parent": {
+                    "type": "subscription_details",
+                    "subscription_details": {"subscription": "sub_1PgcTest"},
+                },
+            },
+        ),
+        (
+            "checkout.session.completed",
+            {
+                "id": "cs_test_1AppIgnored",
+                "object": "checkout.session",
+                "customer": "cus_QXg1o8vcGmoR32",
+                "mode": "subscription",
+                "payment_status": "paid",
+                "subscription": "sub_1PgcTest",
+            },
+        ),
+        (
+            "entitlements.active_entitlement_summary.updated",
+            {
+                "object": "entitlements.active_entitlement_summary",
+                "customer": "cus_QXg1o8vcGmoR32",
+                "entitlements": {"object": "list", "data": [], "has_more": False},
+            },
+        ),
+    ],
+)
+def test_event_the_worker_does_not_handle_opens_no_run(
+    healthy: tuple[Flask, Spans, Accounts],
+    otlp_sink: OtlpSink,
+    sign: Sign,
+    event_type: str,
+    obj: dict[str, Any],
+) -> None:
+    """A verified event with no job behind it is answered 200 and records no span."""
+    app, spans, _ = healthy
+    event_id = "evt_1AppIgnored" + event_type.replace(".", "")
+
+    response = deliver(app, *sign(event(obj, event_type=event_type, event_id=event_id)))
+
+    assert response.status_code == 200
+    assert response.get_json() == {"received": True, "queued": False}
+    assert [
+        span
+        for span in spans.finished()
+        if (span.attributes or {}).get(Attr.EVENT_ID) == event_id
+    ] == []
+    assert otlp_sink.spans(event_id) == []
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,29 @@ def test_verified_event_is_exposed_as_plain_data(
     assert json.loads(json.dumps(run.event)) == payload
 
 
+def test_verification_without_recording_leaves_the_webhook_step_to_the_app(
+    spans: Spans, build: Build, sign: Sign
+) -> None:
+    """With record_webhook=False nothing is exported until the app records the step."""
+    body, header = sign(build(event_id="evt_1Deferred"))
+
+    run = accessproof.verify_and_open(
+        body,
+        header,
+        WEBHOOK_SECRET,
+        tracer_provider=spans.provider,
+        record_webhook=False,
+    )
+    recorded_before = spans.finished()
+    with run.step(Step.WEBHOOK):
+        pass
+
+    assert recorded_before == []
+    (span,) = spans.finished()
+    assert span.name == "accessproof.webhook"
+    assert (span.attributes or {})[Attr.SUBSCRIPTION_ID] == "sub_1PgcTest"
+
+
 def _stale(body: bytes) -> str:
     return stripe.WebhookSignature.generate_signature_header(
         body.decode(), WEBHOOK_SECRET, timestamp=int(time.time()) - 3600

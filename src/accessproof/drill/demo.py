@@ -30,6 +30,7 @@ from types import FrameType
 from typing import IO, Any, Final
 
 import yaml
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from accessproof import __version__
 from accessproof.conventions import Attr
@@ -72,6 +73,39 @@ DEMO_PLAN: Final = "pro"
 _LOOPBACK: Final = "127.0.0.1"
 _DEFAULT_PORTS: Final = {"otlp_http": 4318, "otlp_grpc": 4317, "http": 8080}
 _START_TIMEOUT: Final = 30.0
+
+
+class _DemoSettings(ServeSettings):
+    """Serve settings from the arguments alone, never from ``ACCESSPROOF_*``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def demo_settings(catalog: Path, store: str, ports: dict[str, int]) -> ServeSettings:
+    """The demo engine's settings: loopback, no tokens, nothing from the environment.
+
+    An operator's ``ACCESSPROOF_OTLP_TOKEN`` or ``ACCESSPROOF_API_TOKEN`` (from a
+    sourced ``.env``, say) must not reach the demo engine: the example app and
+    the drill it starts send no token. ``ports`` maps ``otlp_http``,
+    ``otlp_grpc`` and ``http`` to a port, 0 for any.
+    """
+    return _DemoSettings(
+        config=catalog,
+        store=store,
+        tick_interval=0.1,
+        otlp_http=f"{_LOOPBACK}:{ports['otlp_http']}",
+        otlp_grpc=f"{_LOOPBACK}:{ports['otlp_grpc']}",
+        http=f"{_LOOPBACK}:{ports['http']}",
+    )
 
 
 class DemoError(Exception):
@@ -172,15 +206,7 @@ class Demo:
             return self._listen(catalog, store, dict.fromkeys(_DEFAULT_PORTS, 0))
 
     def _listen(self, catalog: Path, store: str, ports: dict[str, int]) -> Server:
-        settings = ServeSettings(
-            config=catalog,
-            store=store,
-            tick_interval=0.1,
-            otlp_http=f"{_LOOPBACK}:{ports['otlp_http']}",
-            otlp_grpc=f"{_LOOPBACK}:{ports['otlp_grpc']}",
-            http=f"{_LOOPBACK}:{ports['http']}",
-        )
-        engine = EngineInThread(settings)
+        engine = EngineInThread(demo_settings(catalog, store, ports))
         try:
             server = engine.start()
         except BaseException:

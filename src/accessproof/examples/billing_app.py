@@ -2,9 +2,18 @@
 
 A Flask app with a Stripe webhook endpoint and a background worker in a process
 of its own (see :mod:`accessproof.examples.billing_worker`). The endpoint
-verifies the delivery, which records the ``webhook`` step, and queues a job with
-the run's carrier; the worker resumes the run and records ``reconcile``,
-``entitlement`` and ``notify``. The ``fault`` setting breaks it on purpose.
+verifies the delivery and, for a subscription event, records the ``webhook``
+step and queues a job with the run's carrier; the worker resumes the run and
+records ``reconcile``, ``entitlement`` and ``notify``. The ``fault`` setting
+breaks it on purpose.
+
+The worker only handles subscription objects. Every other event Stripe sends
+(``invoice.paid``, ``checkout.session.completed``, entitlement summaries...) is
+verified and answered 200, but no run is opened for it: a ``webhook`` step
+with no job behind it would leave the engine waiting for an entitlement that
+never comes, and it would report ``access_not_changed``. So the endpoint
+verifies with ``record_webhook=False`` and records the step itself only for
+the events its worker handles.
 
 Run it with::
 
@@ -27,6 +36,7 @@ from typing import Any, get_args
 from flask import Flask, Response, jsonify, request
 
 import accessproof
+from accessproof import Step
 from accessproof.examples.billing_config import BillingConfig, Fault
 from accessproof.examples.billing_worker import BillingWorker, Job, decide
 
@@ -66,6 +76,7 @@ def _receive(config: BillingConfig, worker: BillingWorker) -> tuple[Response, in
             request.headers.get("Stripe-Signature"),
             config.webhook_secret.get_secret_value(),
             tracer_provider=config.tracer_provider,
+            record_webhook=False,
         )
     except accessproof.WebhookVerificationError as error:
         return jsonify(error="invalid webhook", reason=error.reason.value), 400
@@ -74,10 +85,12 @@ def _receive(config: BillingConfig, worker: BillingWorker) -> tuple[Response, in
     if decide(event, config) is None:
         return jsonify(received=True, queued=False), 200
 
-    if config.fault == "skip_job":
-        logger.info("fault skip_job: dropping the job for %s", run.event_id)
-    else:
-        worker.submit(Job(event_id=run.event_id, carrier=run.carrier(), event=event))
+    with run.step(Step.WEBHOOK):
+        if config.fault == "skip_job":
+            logger.info("fault skip_job: dropping the job for %s", run.event_id)
+        else:
+            job = Job(event_id=run.event_id, carrier=run.carrier(), event=event)
+            worker.submit(job)
     return jsonify(received=True, queued=True), 200
 
 

@@ -30,6 +30,7 @@ def verify_and_open(
     tolerance: int = 300,
     *,
     tracer_provider: TracerProvider | None = None,
+    record_webhook: bool = True,
 ) -> Run:
     """Verify a webhook delivery, record its ``webhook`` step and return the run.
 
@@ -37,6 +38,11 @@ def verify_and_open(
     oldest signature age accepted, in seconds (0 disables the age check, as in
     the ``stripe`` library). The ``webhook`` span is started and ended inside
     this call, carrying the event's provider facts.
+
+    With ``record_webhook=False`` nothing is recorded yet: an app that handles
+    only some event types checks ``run.event`` first, and records the step with
+    ``with run.step("webhook"):`` only for the events its workflow handles, so
+    the engine never waits for steps that will not come.
 
     Raises :class:`WebhookVerificationError` when the delivery must be refused,
     and :class:`ValueError` when ``webhook_secret`` is empty (a configuration
@@ -50,7 +56,9 @@ def verify_and_open(
     data = event.to_dict()
     if not _is_event(data):
         raise WebhookVerificationError(VerificationReason.NOT_AN_EVENT)
-    return open_run(data, tracer_provider=tracer_provider)
+    return open_run(
+        data, tracer_provider=tracer_provider, record_webhook=record_webhook
+    )
 
 
 def open_run(

@@ -16,6 +16,16 @@ from accessproof.store.base import (
 DEFAULT_STORE_URL = "sqlite:///./accessproof.db"
 
 
+def redacted_url(url: str) -> str:
+    """A store URL fit for logs and errors: no user, password or query string."""
+    parts = urlparse(url)
+    if parts.scheme == "sqlite" or not parts.netloc:
+        return url if parts.scheme == "sqlite" else f"{parts.scheme}://..."
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 class StoreURLError(ValueError):
     """A ``--store`` URL this engine cannot open."""
 
@@ -43,7 +53,8 @@ def open_store(url: str) -> Store:
 
         return PostgresStore(url)
     raise StoreURLError(
-        f"store URL {url!r}: the scheme must be sqlite:// or postgresql://"
+        f"store URL {redacted_url(url)!r}: the scheme must be sqlite:// or "
+        "postgresql://"
     )
 
 
@@ -57,4 +68,5 @@ __all__ = [
     "Subject",
     "Transaction",
     "open_store",
+    "redacted_url",
 ]
