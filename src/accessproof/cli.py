@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import logging
 import os
+import sqlite3
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from accessproof.catalog import CatalogError, check_config
+
+if TYPE_CHECKING:
+    from accessproof.server import Server
+    from accessproof.settings import ServeSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -147,7 +153,6 @@ def _api_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from accessproof.server import serve_forever
     from accessproof.settings import ServeSettings
     from accessproof.store import StoreURLError
     from accessproof.store.sqlite import StoreInUseError
@@ -168,12 +173,67 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as error:
         raise CommandError(_settings_problems(error), EXIT_USAGE) from None
     try:
-        asyncio.run(serve_forever(settings))
+        asyncio.run(_serve_until_stopped(settings))
     except (CatalogError, StoreURLError, StoreInUseError) as error:
         raise CommandError(str(error), EXIT_USAGE) from None
-    except OSError as error:
-        raise CommandError(f"cannot listen: {error}", EXIT_USAGE) from None
     return EXIT_OK
+
+
+async def _serve_until_stopped(settings: ServeSettings) -> None:
+    """Open the store, bind the listeners, serve until SIGINT or SIGTERM.
+
+    Opening (in the server's constructor) and binding (in ``start()``) are
+    apart so that each failure is reported as what it is.
+    """
+    import signal
+
+    server = _open_server(settings)
+    try:
+        await server.start()
+    except (OSError, RuntimeError) as error:
+        await server.stop()
+        raise CommandError(_start_failure(settings, error), EXIT_USAGE) from None
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logging.getLogger(__name__).info("shutting down")
+        await server.stop()
+
+
+def _open_server(settings: ServeSettings) -> Server:
+    """Build the server, which loads the catalog and opens the store."""
+    from accessproof.server import Server
+    from accessproof.store import redacted_url
+
+    try:
+        return Server(settings)
+    except (OSError, sqlite3.Error) as error:
+        problem = str(error)
+    except Exception as error:
+        if not _is_database_error(error):
+            raise
+        problem = " ".join(str(error).split())
+    raise CommandError(
+        f"cannot open store {redacted_url(settings.store)}: {problem}", EXIT_USAGE
+    )
+
+
+def _is_database_error(error: Exception) -> bool:
+    """Whether ``error`` is psycopg's, without importing psycopg when absent."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(error, psycopg.Error)
+
+
+def _start_failure(settings: ServeSettings, error: Exception) -> str:
+    ready_file = settings.ready_file
+    if isinstance(error, OSError) and ready_file and error.filename == str(ready_file):
+        return f"cannot write --ready-file {ready_file}: {error.strerror}"
+    return f"cannot listen: {error}"
 
 
 def _settings_problems(error: ValidationError) -> str:
@@ -237,9 +297,7 @@ def api_get(api: str, path: str) -> Any:
 
 def api_request(api: str, path: str, body: Any = None) -> Any:
     """Call the engine's API (POST when ``body`` is given) and decode its JSON."""
-    url = api.rstrip("/") + path
-    if not url.startswith(("http://", "https://")):
-        raise CommandError(f"--api {api!r} must be an http(s) URL", EXIT_USAGE)
+    url = _checked_api(api).rstrip("/") + path
     data = None if body is None else json.dumps(body).encode()
     method = "GET" if body is None else "POST"
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
@@ -254,11 +312,38 @@ def api_request(api: str, path: str, body: Any = None) -> Any:
             return json.load(response)
     except urllib.error.HTTPError as error:
         raise CommandError(_http_error(error)) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+    except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise CommandError(
             f"cannot reach the engine at {api}: {reason}", EXIT_UNREACHABLE
         ) from None
+    except http.client.HTTPException as error:
+        raise CommandError(
+            f"no HTTP answer from {api} ({type(error).__name__}): is --api the "
+            "engine's API URL?",
+            EXIT_UNREACHABLE,
+        ) from None
+    except ValueError:
+        raise CommandError(
+            f"{api} answered without JSON: is --api the engine's API URL?",
+            EXIT_UNREACHABLE,
+        ) from None
+
+
+def _checked_api(api: str) -> str:
+    """Return ``api`` if it is an http(s) URL with a host and a valid port."""
+    try:
+        parts = urllib.parse.urlsplit(api)
+        port = parts.port
+    except ValueError as error:
+        raise CommandError(f"--api {api!r}: {error}", EXIT_USAGE) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise CommandError(
+            f"--api {api!r} must be an http(s) URL with a host and a port, such as "
+            f"{DEFAULT_API}",
+            EXIT_USAGE,
+        )
+    return api
 
 
 def _http_error(error: urllib.error.HTTPError) -> str:

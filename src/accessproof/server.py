@@ -69,6 +69,13 @@ class Server:
     def __post_init__(self) -> None:
         self.catalog = load_configured_catalog(self.settings.config)
         self.store: Store = open_store(self.settings.store)
+        try:
+            self._assemble()
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _assemble(self) -> None:
         self.registry = CollectorRegistry()
         self.metrics = EngineMetrics(self.registry, self.store, version=__version__)
         self.engine = Engine(
@@ -165,20 +172,3 @@ class Server:
         self._runners.append(runner)
         bound = runner.addresses[-1][1] if runner.addresses else port
         return f"{host}:{bound}"
-
-
-async def serve_forever(settings: ServeSettings) -> None:
-    """Run a server until SIGINT or SIGTERM."""
-    import signal
-
-    server = Server(settings)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        logger.info("shutting down")
-        await server.stop()

@@ -232,3 +232,57 @@ def test_telemetry_failure_never_reaches_the_app(
     assert run.carrier()["baggage"] == "stripe.event.id=evt_1PgcTestUpdated"
     assert "RuntimeError" in caplog.text
     assert "exporter exploded" not in caplog.text
+
+
+def _features_that_fail() -> Any:
+    yield "api"
+    raise LookupError("feature table went away")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: 5, _features_that_fail, lambda: [1, 2], lambda: b"api"],
+    ids=["int", "failing-iterator", "numbers", "bytes"],
+)
+def test_features_that_are_not_a_list_of_names_are_dropped_with_a_warning(
+    spans: Spans,
+    build: Build,
+    caplog: pytest.LogCaptureFixture,
+    make: Callable[[], Any],
+) -> None:
+    """observe(features=5) and the like never raise; plan and access still land."""
+    caplog.set_level(logging.WARNING)
+    run = accessproof.open_run(build(), tracer_provider=spans.provider)
+
+    with run.step("entitlement") as step:
+        step.observe(plan="pro", features=make(), access="granted")
+
+    attributes = _attributes(spans, "accessproof.entitlement")
+    assert Attr.OBSERVED_FEATURES not in attributes
+    assert attributes[Attr.OBSERVED_PLAN] == "pro"
+    assert attributes[Attr.OBSERVED_ACCESS] == "granted"
+    assert "observe(features=)" in caplog.text
+    assert "feature table went away" not in caplog.text
+
+
+def test_words_that_are_not_strings_are_dropped_with_a_warning(
+    spans: Spans, build: Build, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plan or status given as a number or a list stays off the span, named."""
+    caplog.set_level(logging.WARNING)
+    run = accessproof.open_run(build(), tracer_provider=spans.provider)
+
+    with run.step("reconcile") as step:
+        step.record(status=5, plan=["pro"])  # type: ignore[arg-type]
+    with run.step("entitlement") as step:
+        step.observe(plan=5, features=["api"])  # type: ignore[arg-type]
+
+    assert set(_attributes(spans, "accessproof.reconcile")) == {
+        Attr.EVENT_ID,
+        Attr.STEP,
+    }
+    entitlement = _attributes(spans, "accessproof.entitlement")
+    assert Attr.OBSERVED_PLAN not in entitlement
+    assert entitlement[Attr.OBSERVED_FEATURES] == ("api",)
+    for name in ("record(status=)", "record(plan=)", "observe(plan=)"):
+        assert name in caplog.text

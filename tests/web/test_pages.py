@@ -191,3 +191,38 @@ def test_unknown_incident_page_is_a_404_page(world: World) -> None:
     assert headers["Content-Type"].startswith("text/html")
     assert "<b>" not in page
     assert "inc_&lt;b&gt;nope" in page
+
+
+def test_ack_command_uses_the_request_origin_when_the_base_url_has_port_0(
+    world: World,
+) -> None:
+    """An engine started on HOST:0 shows the port the reader reached, not port 0."""
+    incident_id = world.incident_of(MISSING)
+
+    async def scenario(client: Client) -> tuple[str, str]:
+        response = await client.get(f"/incidents/{incident_id}")
+        return str(client.make_url("/")).rstrip("/"), await response.text()
+
+    origin, page = with_client(world, scenario, base_url="http://127.0.0.1:0")
+
+    assert f"{origin}/api/v1/incidents/{incident_id}/ack" in page
+    assert "127.0.0.1:0/" not in page
+
+
+def test_ack_command_keeps_a_configured_public_url(world: World) -> None:
+    """A base URL with a real port (a public URL) is what the command shows."""
+    incident_id = world.incident_of(MISSING)
+
+    _, _, page = get_page(
+        world, f"/incidents/{incident_id}", base_url="https://ap.example.com"
+    )
+
+    assert f"https://ap.example.com/api/v1/incidents/{incident_id}/ack" in page
+
+
+def test_list_page_with_a_superscript_limit_is_a_400_page(world: World) -> None:
+    """A limit of non-ASCII digits is refused with a page, not a server error."""
+    status, _, page = get_page(world, "/incidents?limit=%C2%B2")
+
+    assert status == 400
+    assert "bad_parameter" in page

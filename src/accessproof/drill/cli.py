@@ -102,15 +102,18 @@ def run_drill_command(args: argparse.Namespace) -> int:
     """Run ``accessproof drill``; return the exit status."""
     try:
         target, deadline = _target(args)
-        api = EngineApi(args.api)
+        incident_timeout = args.timeout + deadline if deadline else args.timeout
+        drill = Drill(
+            target,
+            EngineApi(args.api),
+            timeout=args.timeout,
+            incident_timeout=incident_timeout,
+        )
     except (UsageError, ValueError) as error:
         print(f"accessproof drill: {error}", file=sys.stderr)
         return _EXIT_USAGE
 
-    incident_timeout = args.timeout + deadline if deadline else args.timeout
-    report = Drill(
-        target, api, timeout=args.timeout, incident_timeout=incident_timeout
-    ).run()
+    report = drill.run()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

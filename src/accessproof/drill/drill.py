@@ -3,6 +3,8 @@
 :class:`Drill` sends signed test-mode events to an app's real webhook endpoint and
 reads the engine's verdicts back through its HTTP API:
 
+0. the engine's API must answer as an accessproof engine and take the API token,
+   before any event is sent;
 1. a healthy ``customer.subscription.updated`` must be accepted (2xx),
 2. and proven by the engine;
 3. a drill event with ``falsify_entitlement`` must raise ``access_mismatch``,
@@ -22,6 +24,7 @@ stream) are constructor arguments.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sys
@@ -41,6 +44,8 @@ from accessproof.drill.events import Price, new_id, sign_event, subscription_eve
 ACK_BY: Final = "accessproof drill"
 #: The words every drill incident's summary must contain.
 NOT_CHANGED: Final = "did not change"
+#: The API's error code for an event it has no run for (yet).
+RUN_NOT_FOUND: Final = "run_not_found"
 
 _EXCERPT: Final = 200
 
@@ -48,6 +53,7 @@ _EXCERPT: Final = 200
 class Stage(StrEnum):
     """The stages of a drill, in the order they run."""
 
+    ENGINE = "reach engine API"
     DELIVER = "deliver healthy event"
     PROVE = "prove healthy run"
     FALSIFY = "catch falsified read-back"
@@ -149,8 +155,33 @@ class DrillReport:
         return "\n".join(lines)
 
 
+def checked_url(url: str, what: str) -> str:
+    """Return ``url`` if it is an http(s) URL with a host and a valid port.
+
+    Raises :class:`ValueError` naming ``what`` (``"webhook URL"``...) otherwise,
+    so a typo is a usage error rather than a failure deep inside a request.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"{what} {url!r} is not a valid URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{what} {url!r} must be an http(s) URL with a host, "
+            "such as http://127.0.0.1:8000"
+        )
+    if port == 0:
+        raise ValueError(f"{what} {url!r}: port 0 is not a port to connect to")
+    return url
+
+
 class EngineUnavailable(Exception):
     """The engine's API could not be reached or refused the call."""
+
+
+class EngineRefused(EngineUnavailable):
+    """The engine answered, and asking again will not help (a wrong URL or token)."""
 
 
 class EngineApi:
@@ -163,19 +194,37 @@ class EngineApi:
     def __init__(
         self, base_url: str, *, token: str | None = None, timeout: float = 10.0
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"engine URL {base_url!r} must be an http(s) URL")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url, "engine URL").rstrip("/")
         self._token = (
             token if token is not None else os.environ.get("ACCESSPROOF_API_TOKEN")
         )
         self._timeout = timeout
 
+    def check(self) -> str:
+        """Check that an accessproof engine answers and takes the token.
+
+        ``/healthz`` must answer like the engine's, and an API call must not be
+        refused. Returns the engine's version; raises :class:`EngineRefused`
+        when something else answers or the token is refused, and
+        :class:`EngineUnavailable` when nothing answers.
+        """
+        status, body = self._call("/healthz")
+        if status != 200 or not isinstance(body, dict) or body.get("status") != "ok":
+            raise EngineRefused(
+                f"not an accessproof engine at {self.base_url}: GET /healthz "
+                f"answered HTTP {status}: {_excerpt(_message(body))} "
+                "(is --api the engine's API URL?)"
+            )
+        version = str(body.get("version") or "")
+        status, body = self._call("/api/v1/incidents?limit=1")
+        self._expect_ok(status, body)
+        return version
+
     def run(self, event_id: str) -> dict[str, Any] | None:
         """Return the run resource of an event, or ``None`` while it is unknown."""
         quoted = urllib.parse.quote(event_id, safe="")
         status, body = self._call(f"/api/v1/runs/{quoted}")
-        if status == 404:
+        if status == 404 and _error_code(body) == RUN_NOT_FOUND:
             return None
         return self._expect_ok(status, body)
 
@@ -205,7 +254,7 @@ class EngineApi:
             with urllib.request.urlopen(  # noqa: S310
                 request, timeout=self._timeout
             ) as response:
-                return response.status, json.load(response)
+                return response.status, _json_or_text(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _json_or_text(error.read())
         except (urllib.error.URLError, OSError) as error:
@@ -213,13 +262,21 @@ class EngineApi:
             raise EngineUnavailable(
                 f"cannot reach the engine at {self.base_url}: {reason}"
             ) from None
+        except (http.client.HTTPException, ValueError) as error:
+            raise EngineRefused(
+                f"no HTTP answer from {self.base_url} ({_failure(error)}): "
+                "is --api the engine's API URL?"
+            ) from None
 
     def _expect_ok(self, status: int, body: Any) -> dict[str, Any]:
         if status == 200 and isinstance(body, dict):
             return body
-        raise EngineUnavailable(
-            f"the engine answered HTTP {status}: {_excerpt(_message(body))}"
-        )
+        if status == 200:
+            raise EngineRefused(
+                f"not an accessproof engine at {self.base_url}: it answered "
+                f"HTTP 200 without JSON: {_excerpt(_message(body))}"
+            )
+        raise _refusal_of(status, body, self.base_url, bool(self._token))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +299,7 @@ class WebhookSender:
     """Signs events with the endpoint's secret and POSTs them, as Stripe does."""
 
     def __init__(self, url: str, secret: str, *, timeout: float = 30.0) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL {url!r} must be an http(s) URL")
-        self.url = url
+        self.url = checked_url(url, "webhook URL")
         self._secret = secret
         self._timeout = timeout
 
@@ -267,6 +322,11 @@ class WebhookSender:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise WebhookUnreachable(f"cannot reach {self.url}: {reason}") from None
+        except (http.client.HTTPException, ValueError) as error:
+            raise WebhookUnreachable(
+                f"no HTTP answer from {self.url} ({_failure(error)}): "
+                "is --webhook-url the app's webhook endpoint?"
+            ) from None
 
 
 class Drill:
@@ -317,8 +377,10 @@ class Drill:
         )
         results = {result.stage: result for result in report.stages}
 
+        results[Stage.ENGINE] = self._reach_engine()
         healthy = self._event(DrillMode.HEALTHY)
-        results[Stage.DELIVER] = self._deliver(Stage.DELIVER, healthy)
+        if results[Stage.ENGINE].ok:
+            results[Stage.DELIVER] = self._deliver(Stage.DELIVER, healthy)
         if results[Stage.DELIVER].ok:
             results[Stage.PROVE], report.proof = self._await_proof(healthy["id"])
         if results[Stage.PROVE].ok:
@@ -331,6 +393,17 @@ class Drill:
 
         report.stages = [results[stage] for stage in Stage]
         return report
+
+    def _reach_engine(self) -> StageResult:
+        started = self._monotonic()
+        try:
+            version = self.api.check()
+        except EngineUnavailable as error:
+            return self._result(Stage.ENGINE, started, False, str(error))
+        detail = (
+            f"accessproof engine {version or '(no version)'} at {self.api.base_url}"
+        )
+        return self._result(Stage.ENGINE, started, True, detail)
 
     def _event(self, mode: DrillMode) -> dict[str, Any]:
         self._created += 1
@@ -506,6 +579,8 @@ class Drill:
             try:
                 run = self.api.run(event_id)
                 unreachable = None
+            except EngineRefused as error:
+                return _Polled(run, str(error))
             except EngineUnavailable as error:
                 unreachable = str(error)
             if run is not None and run.get("state") != RunState.OPEN:
@@ -589,6 +664,35 @@ def _refusal(delivery: Delivery) -> str:
     if "signature" in delivery.body.lower():
         return f"signature rejected: {text} (is --webhook-secret the endpoint's?)"
     return text
+
+
+def _refusal_of(status: int, body: Any, base_url: str, token: bool) -> Exception:
+    """The exception for a non-200 answer: refused for good, or worth retrying."""
+    message = _excerpt(_message(body))
+    if status in (401, 403):
+        advice = "check" if token else "set"
+        return EngineRefused(
+            f"the engine refused the API token (HTTP {status}: {message}): "
+            f"{advice} ACCESSPROOF_API_TOKEN"
+        )
+    if status == 404:
+        return EngineRefused(
+            f"not an accessproof engine API at {base_url}: HTTP 404 ({message})"
+        )
+    if 400 <= status < 500 and status not in (408, 429):
+        return EngineRefused(f"the engine refused the call: HTTP {status}: {message}")
+    return EngineUnavailable(f"the engine answered HTTP {status}: {message}")
+
+
+def _error_code(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _failure(error: Exception) -> str:
+    text = _excerpt(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _json_or_text(raw: bytes) -> Any:

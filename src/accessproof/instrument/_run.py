@@ -322,10 +322,10 @@ class StepHandle:
         for name, value in given.items():
             if value is None:
                 continue
-            if name in keys:
-                attributes[keys[name]] = value
-            else:
+            if name not in keys:
                 logger.warning("accessproof: record() ignored %s on this step", name)
+            elif _is_text("record", name, value):
+                attributes[keys[name]] = value
         self._set(attributes)
 
     def observe(
@@ -349,6 +349,8 @@ class StepHandle:
 
         if self._run._falsifies(self._step):
             plan = DRILL_FALSE_PLAN
+        if plan is not None and not _is_text("observe", "plan", plan):
+            plan = None
         self._set(
             {
                 Attr.OBSERVED_PLAN: plan,
@@ -379,13 +381,37 @@ def _mark_error(span: Span, exc_type: type[BaseException]) -> None:
     )
 
 
-def _features(features: Iterable[str] | None) -> object:
+def _is_text(method: str, name: str, value: object) -> bool:
+    """Whether a value meant as one word is a string; warn by name if not."""
+    if isinstance(value, str):
+        return True
+    logger.warning(
+        "accessproof: %s(%s=) wants a string, not %s; dropped",
+        method,
+        name,
+        type(value).__name__,
+    )
+    return False
+
+
+def _features(features: Iterable[str] | None) -> tuple[str, ...] | None:
     if features is None:
         return None
-    if isinstance(features, str):
+    if isinstance(features, str | bytes):
         logger.warning("accessproof: observe(features=) wants a list, not a string")
         return None
-    return tuple(features)
+    try:
+        names = tuple(features)
+    except Exception as error:  # noqa: BLE001 - telemetry must not break billing
+        logger.warning(
+            "accessproof: observe(features=) is not a list of names (%s); dropped",
+            type(error).__name__,
+        )
+        return None
+    if not all(isinstance(name, str) for name in names):
+        logger.warning("accessproof: observe(features=) wants names as strings")
+        return None
+    return names
 
 
 def _access(access: Access | str | bool | None) -> str | None:

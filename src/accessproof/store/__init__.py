@@ -49,7 +49,15 @@ def open_store(url: str) -> Store:
             raise StoreURLError(f"store URL {url!r} names no file")
         return SqliteStore(path)
     if scheme in ("postgresql", "postgres"):
-        from accessproof.store.postgresql import PostgresStore
+        try:
+            from accessproof.store.postgresql import PostgresStore
+        except ModuleNotFoundError as error:
+            if error.name is None or error.name.partition(".")[0] != "psycopg":
+                raise
+            raise StoreURLError(
+                f"store URL {redacted_url(url)!r} needs psycopg: "
+                "pip install 'accessproof[postgresql]'"
+            ) from None
 
         return PostgresStore(url)
     raise StoreURLError(

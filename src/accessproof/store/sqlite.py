@@ -220,9 +220,14 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._owner = _claim(Path(self.path + ".lock"))
-        self._writer = self._connect()
-        self._writer.executescript(_SCHEMA)
-        self._reader = self._connect() if self.path != ":memory:" else self._writer
+        try:
+            self._writer = self._connect()
+            self._writer.executescript(_SCHEMA)
+            self._reader = self._connect() if self.path != ":memory:" else self._writer
+        except BaseException:
+            if self._owner is not None:
+                self._owner.close()
+            raise
         self._write_lock = threading.RLock()
         self._read_lock = (
             self._write_lock if self.path == ":memory:" else (threading.Lock())

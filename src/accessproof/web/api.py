@@ -275,6 +275,9 @@ def bad_parameter(name: str, value: str, hint: str) -> ApiError:
 
 _V = TypeVar("_V")
 
+#: More digits than any accepted limit needs, with room for leading zeros.
+_LIMIT_DIGITS: Final = 12
+
 
 def _choice(
     query: Mapping[str, str], name: str, values: Mapping[str, _V], default: str
@@ -300,9 +303,13 @@ def _enum(query: Mapping[str, str], name: str, kind: type[_E]) -> _E | None:
 def _limit(raw: str | None, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone also accepts "²" and other digits int() refuses, and a
+    # long enough string of ASCII digits is beyond int()'s limit.
+    whole = raw.isascii() and raw.isdigit() and len(raw) <= _LIMIT_DIGITS
+    value = int(raw) if whole else 0
+    if not 1 <= value <= MAX_LIMIT:
         raise bad_parameter("limit", raw, f"use a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,9 +99,25 @@ class PageHandlers:
 
     async def incident_page(self, request: web.Request) -> web.Response:
         incident = await find_incident(self.ctx, request.match_info["incident_id"])
-        base = self.ctx.base_url or str(request.url.origin())
-        body = render_incident(incident, self.ctx, base)
+        body = render_incident(incident, self.ctx, _base_url(self.ctx, request))
         return _document(incident.summary, body)
+
+
+def _base_url(ctx: WebContext, request: web.Request) -> str:
+    """Where the reader reached this server: the configured URL, else the request's.
+
+    A configured URL with port 0 (an engine started on ``HOST:0``) names no
+    port anyone can reach, so the request's own origin is used instead.
+    """
+    configured = ctx.base_url
+    if configured:
+        try:
+            port = urlsplit(configured).port
+        except ValueError:
+            port = 0
+        if port != 0:
+            return configured
+    return str(request.url.origin())
 
 
 async def _list(
