@@ -64,11 +64,15 @@ class RunDecided:
 
 @dataclass(frozen=True, slots=True)
 class IncidentOpened:
+    """An incident was raised (also when a run's reason changed)."""
+
     incident: Incident
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentResolved:
+    """An incident was closed: proven by late evidence, superseded, or replaced."""
+
     incident: Incident
 
 
@@ -81,6 +85,8 @@ class LateEvidence:
 
 @dataclass(frozen=True, slots=True)
 class SpansReceived:
+    """One export request's spans: used as evidence, ignored, or rejected."""
+
     transport: str
     accepted: int
     ignored: int
