@@ -374,22 +374,37 @@ class Catalog(_Model):
         product_ids: Iterable[str] = (),
     ) -> PlanMatch:
         """Return :meth:`plan_for`'s answer with the kind of id that decided it."""
-        levels = (
-            ("price", tuple(price_ids), self._by_price),
-            ("lookup key", tuple(lookup_keys), self._by_lookup_key),
-            ("product", tuple(product_ids), self._by_product),
-        )
         if not self.plans:
             return PlanMatch(None, "price", ())
 
-        for kind, ids, table in levels:
+        levels = (
+            ("price", tuple(price_ids)),
+            ("lookup key", tuple(lookup_keys)),
+            ("product", tuple(product_ids)),
+        )
+        for kind, ids in levels:
+            if not ids:
+                continue
+            table = self._table_of(kind)
             for key in ids:
                 plan = table.get(key)
                 if plan is not None:
                     return PlanMatch(plan, kind, (key,))
 
-        kind, ids = next(((kind, ids) for kind, ids, _ in levels if ids), ("price", ()))
+        kind, ids = next(((kind, ids) for kind, ids in levels if ids), ("price", ()))
         return PlanMatch(None, kind, ids)
+
+    def _table_of(self, kind: str) -> dict[str, str]:
+        """The plan of each id of one kind.
+
+        Reading a private attribute of a pydantic model is slow, and this runs for
+        every run, so :meth:`match_plan` reads only the tables of kinds it is given.
+        """
+        if kind == "price":
+            return self._by_price
+        if kind == "lookup key":
+            return self._by_lookup_key
+        return self._by_product
 
     def features_of(self, plan: str) -> frozenset[str]:
         """Return the features a plan unlocks; empty for a plan the catalog lacks."""

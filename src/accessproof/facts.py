@@ -222,9 +222,10 @@ def _text(value: object) -> str | None:
 
 
 def _texts(value: object) -> tuple[str, ...] | None:
-    if isinstance(value, str) or not isinstance(value, list | tuple):
+    if not isinstance(value, list | tuple):
         return None
-    return tuple(item for item in value if isinstance(item, str))
+    # A list comprehension: a generator costs more for the few ids of a run.
+    return tuple([item for item in value if isinstance(item, str)])
 
 
 #: Latest unix time in seconds taken as a Stripe timestamp (year 5138); larger

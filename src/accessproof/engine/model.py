@@ -9,6 +9,7 @@ serialisation rather than validated models.
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -134,20 +135,23 @@ class Run:
     def add(self, evidence: SpanEvidence, received_ns: int) -> bool:
         """Fold one span into the run; return False when it was already here."""
         attempts = self.attempts.setdefault(evidence.step, [])
-        if any(a.span_id == evidence.span_id for a in attempts):
-            return False
-        keys = STEP_ATTRIBUTES[evidence.step]
+        span_id = evidence.span_id
+        # A plain loop: any() over a generator costs more, once per span.
+        for attempt in attempts:
+            if attempt.span_id == span_id:
+                return False
+        given = evidence.attributes
         attempts.append(
             Attempt(
                 trace_id=evidence.trace_id,
-                span_id=evidence.span_id,
+                span_id=span_id,
                 end_ns=evidence.end_ns,
                 ok=evidence.ok,
                 error_type=evidence.error_type,
                 attributes={
-                    key: evidence.attributes[key]
-                    for key in keys
-                    if key in evidence.attributes
+                    key: given[key]
+                    for key in STEP_ATTRIBUTES[evidence.step]
+                    if key in given
                 },
                 received_ns=received_ns,
             )
@@ -210,6 +214,9 @@ class Run:
 
 
 _FACT_FIELDS = tuple(f.name for f in fields(ProviderFacts))
+#: All of a facts record's values in one call, in :data:`_FACT_FIELDS` order; each
+#: run's document and its subject row serialise the facts, so this is hot.
+_FACT_VALUES = operator.attrgetter(*_FACT_FIELDS)
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
@@ -219,8 +226,8 @@ def facts_to_dict(facts: ProviderFacts) -> dict[str, Any]:
     """Return the known provider facts as a JSON-ready mapping."""
     return {
         name: value
-        for name in _FACT_FIELDS
-        if (value := getattr(facts, name)) is not None and value != ()
+        for name, value in zip(_FACT_FIELDS, _FACT_VALUES(facts), strict=True)
+        if value is not None and value != ()
     }
 
 
