@@ -344,15 +344,14 @@ class SqliteStore:
     def purge(self, decided_before_ns: int) -> int:
         with self.transaction() as tx:
             db = tx._db
-            finished = ",".join("?" * len(PURGEABLE_STATES))
+            params = (decided_before_ns, *PURGEABLE_STATES)
             db.execute(
-                "DELETE FROM incidents WHERE event_id IN (SELECT event_id FROM runs "  # noqa: S608
-                f"WHERE decided_ns < ? AND state IN ({finished}))",
-                (decided_before_ns, *PURGEABLE_STATES),
+                "DELETE FROM incidents WHERE event_id IN (SELECT event_id FROM runs "
+                "WHERE decided_ns < ? AND state IN (?, ?, ?))",
+                params,
             )
             cursor = db.execute(
-                f"DELETE FROM runs WHERE decided_ns < ? AND state IN ({finished})",  # noqa: S608
-                (decided_before_ns, *PURGEABLE_STATES),
+                "DELETE FROM runs WHERE decided_ns < ? AND state IN (?, ?, ?)", params
             )
             return cursor.rowcount
 
