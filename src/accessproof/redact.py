@@ -32,7 +32,10 @@ MAX_STRING_LENGTH: Final = 256
 #: Most elements kept in one list attribute.
 MAX_SEQUENCE_LENGTH: Final = 64
 
-_CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+#: 13 to 19 digits, single spaces or dashes allowed between them, not glued to a
+#: letter or digit on the left: hex and base62 ids hold long digit runs after a
+#: letter, and a card number after ``_`` or punctuation is still caught.
+_CARD_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?!\d)")
 #: Not after a letter or digit: a key glued to an id by ``_`` is still a key.
 _START = r"(?<![0-9A-Za-z])"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1?\d?\d)"

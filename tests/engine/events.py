@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import secrets
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,13 @@ class Price:
     product: str | None = None
 
 
+#: The alphabet of Stripe object ids after their prefix.
+_BASE62 = string.digits + string.ascii_letters
+
+
 def new_id(prefix: str) -> str:
-    """Return a fresh Stripe-style object id, such as ``evt_3f9c...``."""
-    return f"{prefix}_{secrets.token_hex(12)}"
+    """Return a fresh Stripe-style object id, such as ``evt_1Nx4q...``."""
+    return f"{prefix}_1" + "".join(secrets.choice(_BASE62) for _ in range(23))
 
 
 @functools.cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import string
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,9 +46,13 @@ class Price:
     currency: str = "usd"
 
 
+#: The alphabet of Stripe object ids after their prefix.
+_BASE62 = string.digits + string.ascii_letters
+
+
 def new_id(prefix: str) -> str:
-    """Return a fresh Stripe-style object id, such as ``evt_3f9c...``."""
-    return f"{prefix}_{secrets.token_hex(12)}"
+    """Return a fresh Stripe-style object id, such as ``evt_1Nx4q...``."""
+    return f"{prefix}_1" + "".join(secrets.choice(_BASE62) for _ in range(23))
 
 
 def subscription_event(
