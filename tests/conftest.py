@@ -6,6 +6,13 @@ import os
 import shutil
 
 import pytest
+from hypothesis import settings
+
+# In CI, property tests draw the same examples on every run, so a red build is
+# reproducible; locally they explore new ones each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def require(available: bool, what: str) -> None:
