@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from accessproof.conventions import RESOURCE_KEYS, Attr
@@ -159,8 +159,3 @@ def clean_attributes(
         else:
             kept[key] = cleaned
     return kept, dropped
-
-
-def drop_sensitive(values: Iterable[str]) -> list[str]:
-    """Return the strings of ``values`` that are safe to keep, in order."""
-    return [value for value in values if not is_sensitive(value)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import accessproof
@@ -56,5 +58,7 @@ def test_protocol_comes_from_the_environment(
 
 def test_unknown_protocol_fails_at_start_up() -> None:
     """A protocol the SDK cannot export with is a configuration error."""
+    unsupported: Any = "http/json"
+
     with pytest.raises(ValueError, match="http/json"):
-        accessproof.setup_tracing("x", protocol="http/json", set_global=False)  # type: ignore[arg-type]
+        accessproof.setup_tracing("x", protocol=unsupported, set_global=False)

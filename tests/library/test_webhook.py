@@ -257,7 +257,8 @@ def test_unreadable_event_opens_a_silent_run(
     """An event that cannot be read warns and yields a run that records nothing."""
     caplog.set_level(logging.WARNING)
 
-    run = accessproof.open_run(42, tracer_provider=spans.provider)  # type: ignore[arg-type]
+    not_an_event: Any = 42
+    run = accessproof.open_run(not_an_event, tracer_provider=spans.provider)
     with run.step("reconcile") as step:
         step.record(status="active")
 

@@ -9,7 +9,7 @@ Everything a transaction saves is durable when the ``with`` block exits cleanly.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,8 +135,6 @@ class Store(Protocol):
         """Remove finished runs (:data:`PURGEABLE_STATES`) decided before the
         cutoff, with their incidents."""
         ...
-
-    def iter_open_runs(self) -> Iterator[Run]: ...
 
     def close(self) -> None: ...
 

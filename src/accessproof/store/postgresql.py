@@ -549,21 +549,6 @@ class PostgresStore:
             db.execute("DELETE FROM incidents WHERE event_id = ANY(%s)", (event_ids,))
             return len(event_ids)
 
-    def iter_open_runs(self) -> Iterator[Run]:
-        """Yield every open run, a page at a time, holding no connection between."""
-        after = ""
-        while True:
-            rows = self._read(
-                "SELECT event_id, doc FROM runs WHERE state = %s AND event_id > %s "
-                "ORDER BY event_id LIMIT %s",
-                (RunState.OPEN.value, after, _PAGE),
-            )
-            for _, doc in rows:
-                yield _load_run(doc)
-            if len(rows) < _PAGE:
-                return
-            after = rows[-1][0]
-
     def close(self) -> None:
         self._pool.close()
 

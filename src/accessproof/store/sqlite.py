@@ -355,13 +355,6 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def iter_open_runs(self) -> Iterator[Run]:
-        rows = self._read(
-            "SELECT doc FROM runs WHERE state = ?", (RunState.OPEN.value,)
-        )
-        for (doc,) in rows:
-            yield _load_run(str(doc))
-
     def close(self) -> None:
         with self._write_lock:
             if self._reader is not self._writer:
